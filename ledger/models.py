@@ -1,0 +1,101 @@
+"""Ledger tables. The schema (and its triggers) comes from migration 0001."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base
+
+
+class Account(Base):
+    __tablename__ = "ledger_accounts"
+    __table_args__ = (
+        UniqueConstraint("owner_type", "owner_id", "kind", "currency"),
+        UniqueConstraint("id", "currency", name="uq_ledger_accounts_id_currency"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_type: Mapped[str] = mapped_column(String(16))
+    owner_id: Mapped[int] = mapped_column(default=0)
+    kind: Mapped[str] = mapped_column(String(32))
+    currency: Mapped[str] = mapped_column(String(3))
+    slots: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class BalanceSlot(Base):
+    __tablename__ = "ledger_balance_slots"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), primary_key=True)
+    slot: Mapped[int] = mapped_column(primary_key=True)
+    balance: Mapped[int] = mapped_column(default=0)
+
+
+class LedgerTransaction(Base):
+    __tablename__ = "ledger_transactions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    idempotency_key: Mapped[str] = mapped_column(Text, unique=True)
+    legs_signature: Mapped[str] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column()
+    coach_id: Mapped[int | None] = mapped_column()
+    payer_id: Mapped[int | None] = mapped_column()
+    coaching_session_id: Mapped[int | None] = mapped_column()
+    booking_id: Mapped[int | None] = mapped_column()
+    payout_id: Mapped[int | None] = mapped_column()
+    stripe_object_id: Mapped[str | None] = mapped_column(Text)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(Text)
+    stripe_transfer_id: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
+
+
+class Entry(Base):
+    __tablename__ = "ledger_entries"
+    __table_args__ = (Index("ix_ledger_entries_transaction_id", "transaction_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"))
+    account_id: Mapped[int] = mapped_column()
+    slot: Mapped[int] = mapped_column()
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column()
+    # The balance of (account, slot) right after this entry: a point-in-time
+    # balance is the latest entry per slot, one index lookup each.
+    balance_after: Mapped[int] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class Earning(Base):
+    """A coach's share of one payment, held until ``available_at``.
+
+    Lives in the ledger package because both ``sessions`` (creates, refunds)
+    and ``payouts`` (releases, pays) work on it and neither may import the other.
+    """
+
+    __tablename__ = "earnings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    coach_id: Mapped[int] = mapped_column(index=True)
+    booking_id: Mapped[int | None] = mapped_column(unique=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    gross: Mapped[int] = mapped_column()
+    platform_fee: Mapped[int] = mapped_column()
+    amount: Mapped[int] = mapped_column()  # the coach share
+    # Refunded or disputed while still pending: the release moves only the rest.
+    reduced_before_release: Mapped[int] = mapped_column(default=0)
+    available_at: Mapped[datetime] = mapped_column()
+    # pending -> available -> paid ; pending -> cancelled (fully refunded before release)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    payment_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
+    release_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
+    released_at: Mapped[datetime | None] = mapped_column()
+    payout_id: Mapped[int | None] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column()
