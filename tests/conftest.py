@@ -23,8 +23,9 @@ warnings.filterwarnings("ignore", message="Use 'content=<...>'")
 
 
 def _name(suffix: str) -> str:
+    # The pid keeps concurrent test runs on one server out of each other's way.
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    return f"coachpay_test_{worker}_{suffix}"
+    return f"coachpay_test_{worker}_{os.getpid()}_{suffix}"
 
 
 @pytest.fixture(scope="session")

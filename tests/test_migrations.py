@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import psycopg
 
 from migrations.runner import downgrade, upgrade
@@ -13,7 +15,7 @@ def _tables(url: str) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade(pg_server_url: str) -> None:
-    url = create_database(pg_server_url, "coachpay_test_migrations")
+    url = create_database(pg_server_url, f"coachpay_test_migrations_{os.getpid()}")
     try:
         upgrade(url)
         first = _tables(url)
@@ -23,4 +25,4 @@ def test_upgrade_downgrade_upgrade(pg_server_url: str) -> None:
         upgrade(url)
         assert _tables(url) == first
     finally:
-        drop_database(pg_server_url, "coachpay_test_migrations")
+        drop_database(pg_server_url, f"coachpay_test_migrations_{os.getpid()}")

@@ -21,7 +21,9 @@ class PaymentAccounts:
     pending: int
 
 
-async def payment_accounts(db: AsyncSession, coach_id: int, currency: str = "usd") -> PaymentAccounts:
+async def payment_accounts(
+    db: AsyncSession, coach_id: int, currency: str = "usd"
+) -> PaymentAccounts:
     return PaymentAccounts(
         stripe=await get_account_id(db, AccountRef.platform(Kind.STRIPE_BALANCE, currency)),
         fees=await get_account_id(db, AccountRef.platform(Kind.FEE_REVENUE, currency)),

@@ -70,7 +70,9 @@ async def test_transaction_without_legs_rejected_at_commit(clean_engine: AsyncEn
         "DELETE FROM ledger_transactions",
     ],
 )
-async def test_entries_and_transactions_are_append_only(clean_engine: AsyncEngine, sql: str) -> None:
+async def test_entries_and_transactions_are_append_only(
+    clean_engine: AsyncEngine, sql: str
+) -> None:
     await _setup(clean_engine)
     with pytest.raises(DBAPIError, match="append only"):
         async with clean_engine.begin() as conn:

@@ -63,7 +63,12 @@ async def test_multi_currency_balances_per_currency(db: AsyncSession) -> None:
         type=TxType.ADJUSTMENT,
         idempotency_key="adj:fx:1",
         occurred_at=T0,
-        legs=[Leg(usd, 100, "usd"), Leg(usd_c, -100, "usd"), Leg(eur, 90, "eur"), Leg(eur_c, -90, "eur")],
+        legs=[
+            Leg(usd, 100, "usd"),
+            Leg(usd_c, -100, "usd"),
+            Leg(eur, 90, "eur"),
+            Leg(eur_c, -90, "eur"),
+        ],
     )
     assert r.created
     with pytest.raises(UnbalancedTransaction):
@@ -99,7 +104,9 @@ async def test_bad_postings_write_nothing(
     built = [Leg(ids.get(acct, acct), amt, cur) for acct, amt, cur in legs]  # type: ignore[arg-type]
     with pytest.raises(error):
         async with db.begin_nested():
-            await post(db, type=TxType.ADJUSTMENT, idempotency_key="bad:1", occurred_at=T0, legs=built)
+            await post(
+                db, type=TxType.ADJUSTMENT, idempotency_key="bad:1", occurred_at=T0, legs=built
+            )
     assert await _counts(db) == before
     assert await balance(db, a.stripe) == 0
 
