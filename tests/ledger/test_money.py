@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -33,7 +35,7 @@ def test_fee_plus_share_is_gross(gross: int, bps: int) -> None:
 def test_partial_refunds_reverse_the_split_exactly(gross: int, bps: int, cuts: list[float]) -> None:
     # Refund amounts: the gross cut at arbitrary points, last piece is "the rest".
     points = sorted({int(gross * c) for c in cuts} | {0, gross})
-    refunds = [b - a for a, b in zip(points, points[1:], strict=False) if b > a]
+    refunds = [b - a for a, b in itertools.pairwise(points) if b > a]
     original = split(gross, bps)
     done = fee_total = share_total = 0
     for r in refunds:
