@@ -8,6 +8,7 @@ retries are disabled so attempts are counted in exactly one place.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -56,6 +57,12 @@ def _params(**fields: Any) -> Any:
     """Form params without the ``None`` entries (Stripe's TypedDicts forbid
     None for optional fields, and an omitted field keeps Stripe's default)."""
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def _one_off_key(kind: str) -> str:
+    # For writes with no row behind them (links). The SDK would otherwise
+    # invent a fresh key per HTTP attempt, so our retries could not dedupe.
+    return f"coachpay:{kind}:{uuid.uuid4()}"
 
 
 def _write(key: str) -> Any:
@@ -178,19 +185,24 @@ class StripeGateway:
         idempotency_key: str | None = None,
     ) -> AccountLink:
         # Links are single-use and short-lived; a fresh one per request is
-        # normal, so the key is optional here.
+        # normal, so the key is optional (one is made up for the retries).
         params = _params(
             account=account_id,
             refresh_url=refresh_url,
             return_url=return_url,
             type="account_onboarding",
         )
-        options = _write(idempotency_key) if idempotency_key else None
+        options = _write(idempotency_key or _one_off_key("account-link"))
         raw = await self._call(lambda: self._v1.account_links.create_async(params, options))
         return AccountLink.from_dict(raw)
 
-    async def create_login_link(self, account_id: str) -> LoginLink:
-        raw = await self._call(lambda: self._v1.accounts.login_links.create_async(account_id))
+    async def create_login_link(
+        self, account_id: str, *, idempotency_key: str | None = None
+    ) -> LoginLink:
+        options = _write(idempotency_key or _one_off_key("login-link"))
+        raw = await self._call(
+            lambda: self._v1.accounts.login_links.create_async(account_id, None, options)
+        )
         return LoginLink.from_dict(raw)
 
     # -- Checkout -----------------------------------------------------------

@@ -8,6 +8,7 @@ result instead of applying the request twice.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -33,6 +34,7 @@ class RetryPolicy:
     # most max_backoff. Tests pass base=0 so they run without sleeping.
     backoff_base: float = 0.5
     max_backoff: float = 20.0
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # injectable for tests
 
     def _wait(self) -> Callable[[RetryCallState], float]:
         jittered = wait_random_exponential(multiplier=self.backoff_base, max=self.max_backoff)
@@ -55,6 +57,7 @@ class RetryPolicy:
             wait=self._wait(),
             retry=retry_if_exception(is_retryable),
             reraise=True,
+            sleep=self.sleep,
         )
         try:
             async for attempt in retrying:
