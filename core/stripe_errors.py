@@ -39,7 +39,8 @@ class StripeRefused(DomainError):
 
 class StripeBalanceInsufficient(StripeRefused):
     """The platform's available balance is too low for a transfer or refund
-    (`balance_insufficient`): retry once funds become available."""
+    (`balance_insufficient`): retry once funds become available, with a NEW
+    idempotency key (Stripe stores and replays this refusal for the old one)."""
 
 
 class StripeNotFound(StripeRefused):
