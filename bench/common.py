@@ -1,0 +1,131 @@
+"""Shared benchmark helpers: scratch databases, pgbench, machine facts, tables.
+
+Benchmarks run against a real PostgreSQL server (the machine's by default)
+in databases of their own, created for the run and dropped at the end, so
+they never touch the application's or the tests' data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import psycopg
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PGBENCH = shutil.which("pgbench") or "/usr/bin/pgbench"
+
+
+def sync_url(url: str) -> str:
+    """A libpq URL (psycopg and pgbench), whatever SQLAlchemy prefix it came with."""
+    for prefix in ("postgresql+psycopg://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(sync_url(url))
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def create_database(url: str, name: str) -> str:
+    with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return with_database(url, name)
+
+
+def drop_database(url: str, name: str) -> None:
+    with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def scratch_database(url: str, name: str) -> Iterator[str]:
+    """Create ``name`` on the server of ``url``, yield its URL, drop it whatever happens."""
+    db_url = create_database(url, name)
+    try:
+        yield db_url
+    finally:
+        drop_database(url, name)
+
+
+def _pgbench_conn_args(url: str) -> tuple[list[str], dict[str, str]]:
+    parts = urlsplit(sync_url(url))
+    args = ["-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432)]
+    if parts.username:
+        args += ["-U", unquote(parts.username)]
+    env = dict(os.environ)
+    if parts.password:
+        env["PGPASSWORD"] = unquote(parts.password)
+    return [*args, parts.path.lstrip("/")], env
+
+
+def pgbench_init(url: str, scale: int) -> None:
+    args, env = _pgbench_conn_args(url)
+    subprocess.run(
+        [PGBENCH, "-i", "-q", "-s", str(scale), *args],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+_TPS = re.compile(r"tps = ([0-9.]+) \(without initial connection time\)")
+
+
+def pgbench_run(url: str, clients: int, seconds: int, protocol: str = "prepared") -> float:
+    """TPC-B-like throughput with ``clients`` connections, excluding connection time."""
+    args, env = _pgbench_conn_args(url)
+    cmd = [PGBENCH, "-n", "-c", str(clients), "-j", str(min(clients, 2))]
+    cmd += ["-T", str(seconds), "-M", protocol, *args]
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    found = _TPS.search(out)
+    if found is None:
+        raise RuntimeError(f"no tps in pgbench output:\n{out}")
+    return float(found.group(1))
+
+
+def checkpoint(url: str) -> None:
+    """Start each point from a fresh checkpoint, so no point pays for another's dirty pages."""
+    try:
+        with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+    except psycopg.Error:
+        pass  # not allowed for this role (needs pg_checkpoint): measure without it
+
+
+def machine_info(url: str) -> str:
+    ram_kib = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                ram_kib = int(line.split()[1])
+    with psycopg.connect(with_database(url, "postgres")) as conn:
+        version = conn.execute("SHOW server_version").fetchone()
+        sync = conn.execute("SHOW synchronous_commit").fetchone()
+    return (
+        f"nproc={os.cpu_count()}, RAM={ram_kib / 1024 / 1024:.1f} GiB, "
+        f"PostgreSQL {version[0] if version else '?'}, "
+        f"synchronous_commit={sync[0] if sync else '?'}"
+    )
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(h) for h in headers], *[[_cell(v) for v in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = [" | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}" if value < 10 else f"{value:.0f}"
+    return str(value)
