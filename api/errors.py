@@ -1,0 +1,139 @@
+"""Every error answered as ``{"error": "<Name>", "detail": "..."}`` with a fitting status.
+
+Domain errors map by base class; Litestar's own (validation, routing, body
+size) are reshaped; anything unexpected is logged with the request id and
+answered 500 without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.types import ExceptionHandlersMap
+
+from api.auth import AuthenticationFailed
+from api.logs import current_request_id
+from core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from core.stripe_errors import StripeOutcomeUnknown, StripeRefused
+from core.stripe_webhooks import WebhookPayloadInvalid, WebhookSignatureInvalid
+
+log = logging.getLogger("coachpay.api")
+
+# Most specific first; an error takes the status of the first base it has.
+DOMAIN_STATUS: tuple[tuple[type[DomainError], int], ...] = (
+    (AuthenticationFailed, 401),
+    (WebhookSignatureInvalid, 400),
+    (WebhookPayloadInvalid, 400),
+    (NotFound, 404),
+    (Forbidden, 403),
+    (InvalidInput, 422),
+    (Conflict, 409),
+    (StripeOutcomeUnknown, 503),
+    (StripeRefused, 502),
+)
+
+_HTTP_NAMES = {
+    400: "BadRequest",
+    401: "AuthenticationFailed",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+    429: "TooManyRequests",
+    503: "ServiceUnavailable",
+}
+
+
+def error_response(
+    status: int, error: str, detail: str, headers: dict[str, str] | None = None
+) -> Response[dict[str, str]]:
+    return Response(
+        content={"error": error, "detail": detail},
+        status_code=status,
+        media_type=MediaType.JSON,
+        headers=headers,
+    )
+
+
+def domain_status(exc: DomainError) -> int:
+    for cls, status in DOMAIN_STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 400
+
+
+def _domain(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
+    assert isinstance(exc, DomainError)
+    status = domain_status(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    detail = exc.detail
+    if isinstance(exc, InvalidInput) and exc.field and exc.field not in detail:
+        detail = f"{exc.field}: {detail}"
+    if status >= 500:
+        log.warning("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, detail)
+    return error_response(status, type(exc).__name__, detail, headers)
+
+
+def _validation(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
+    assert isinstance(exc, ValidationException)
+    problems = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict):
+            key, message = item.get("key"), item.get("message", "invalid")
+            problems.append(f"{key}: {message}" if key else str(message))
+    detail = "; ".join(problems) or _plain(exc.detail)
+    if "malformed" in detail.lower() or ("json" in detail.lower() and not problems):
+        return error_response(400, "MalformedBody", detail or "request body is not valid JSON")
+    return error_response(422, "ValidationError", detail)
+
+
+def _plain(detail: str) -> str:
+    # Litestar prefixes some details with the handler's module path.
+    return detail.split(" for ", 1)[0] if detail.startswith("Validation failed") else detail
+
+
+def _http(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    if status >= 500:
+        return _internal(request, exc)
+    headers = dict(exc.headers or {})
+    if isinstance(exc, NotAuthorizedException) or status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+        name = "AuthenticationFailed"
+    elif isinstance(exc, PermissionDeniedException):
+        name = "Forbidden"
+    else:
+        name = _HTTP_NAMES.get(status, "BadRequest" if status < 500 else "InternalError")
+    return error_response(status, name, exc.detail, headers or None)
+
+
+def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
+    request_id = current_request_id() or "-"
+    log.error(
+        "unhandled %s on %s %s (request id %s)",
+        type(exc).__name__,
+        request.method,
+        request.url.path,
+        request_id,
+        exc_info=exc,
+    )
+    return error_response(500, "InternalError", f"request id {request_id}")
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    DomainError: _domain,
+    ValidationException: _validation,
+    HTTPException: _http,
+    Exception: _internal,
+}

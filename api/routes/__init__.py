@@ -1,0 +1,36 @@
+"""Every route module of the app, listed explicitly (no discovery magic).
+
+Each module exports ``router: litestar.Router``; feature teams own theirs.
+"""
+
+from __future__ import annotations
+
+from litestar import Router
+
+from api.routes import (
+    admin,
+    admin_payouts,
+    bookings,
+    coach_money,
+    coaches,
+    finance,
+    health,
+    pages,
+    sessions,
+    webhooks,
+)
+from api.routes import auth as auth_routes
+
+ROUTERS: list[Router] = [
+    health.router,
+    auth_routes.router,
+    webhooks.router,
+    coaches.router,
+    admin.router,
+    sessions.router,
+    bookings.router,
+    coach_money.router,
+    admin_payouts.router,
+    finance.router,
+    pages.router,
+]

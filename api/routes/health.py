@@ -1,0 +1,75 @@
+"""``GET /health``: is the database answering, can Stripe be reached."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from litestar import Response, Router, get
+from litestar.datastructures import State
+from sqlalchemy import text
+
+from api.context import AppContext
+from core.stripe_gateway import StripeGateway
+
+log = logging.getLogger(__name__)
+DB_TIMEOUT_SECONDS = 3.0
+STRIPE_TIMEOUT_SECONDS = 3.0
+STRIPE_CACHE_SECONDS = 10.0
+
+
+class StripeProbe:
+    """A cheap balance retrieve, its answer cached so /health can be polled hard."""
+
+    def __init__(self, gateway: StripeGateway) -> None:
+        self._gateway = gateway
+        self._checked_at = -1e9
+        self._ok = False
+        self._lock = asyncio.Lock()
+
+    async def reachable(self) -> bool:
+        async with self._lock:
+            if time.monotonic() - self._checked_at < STRIPE_CACHE_SECONDS:
+                return self._ok
+            try:
+                await asyncio.wait_for(self._gateway.retrieve_balance(), STRIPE_TIMEOUT_SECONDS)
+                self._ok = True
+            except Exception as exc:  # any failure means "not reachable now"
+                log.warning("Stripe health probe failed: %s: %s", type(exc).__name__, exc)
+                self._ok = False
+            self._checked_at = time.monotonic()
+            return self._ok
+
+
+async def _database_ok(ctx: AppContext) -> bool:
+    async def ping() -> None:
+        async with ctx.factory() as session:
+            await session.execute(text("SELECT 1"))
+
+    try:
+        await asyncio.wait_for(ping(), DB_TIMEOUT_SECONDS)
+        return True
+    except Exception as exc:
+        log.warning("database health check failed: %s: %s", type(exc).__name__, exc)
+        return False
+
+
+@get("/health")
+async def health(ctx: AppContext, state: State) -> Response[dict[str, str]]:
+    probe = state.get("stripe_probe")
+    if not isinstance(probe, StripeProbe):
+        probe = StripeProbe(ctx.probe_gateway or ctx.gateway)
+        state["stripe_probe"] = probe
+    database_ok, stripe_ok = await asyncio.gather(_database_ok(ctx), probe.reachable())
+    body = {
+        "status": "ok" if database_ok else "degraded",
+        "database": "ok" if database_ok else "unavailable",
+        "stripe": "ok" if stripe_ok else "unreachable",
+    }
+    # Only the database decides: without it nothing works; without Stripe
+    # reads and the webhook inbox still do.
+    return Response(body, status_code=200 if database_ok else 503)
+
+
+router = Router(path="/", route_handlers=[health])

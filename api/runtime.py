@@ -1,0 +1,207 @@
+"""Everything a running coachpay needs, built from settings: database, Stripe, clock, handlers.
+
+With no ``database_url`` an embedded PostgreSQL is started (and migrated);
+with no Stripe key the in-process emulator is started and the gateway
+points at it, with its webhooks pointing back at this app. The web app, the
+worker and the CLI commands all use one Runtime, so they share one code path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from api.context import AppContext
+from core.clock import Clock, SystemClock
+from core.db import create_engine, session_factory
+from core.inbox import HandlerRegistry
+from core.settings import Settings
+from core.stripe_gateway import StripeGateway
+
+log = logging.getLogger(__name__)
+PROBE_TIMEOUT_SECONDS = 3.0
+
+
+def build_registry() -> HandlerRegistry:
+    """The webhook handlers of every domain package, in one registry."""
+    from connect import webhooks as connect_webhooks
+    from payouts import webhooks as payouts_webhooks
+    from sessions import webhooks as sessions_webhooks
+
+    registry = HandlerRegistry()
+    connect_webhooks.register_handlers(registry)
+    sessions_webhooks.register_handlers(registry)
+    payouts_webhooks.register_handlers(registry)
+    return registry
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((host, port)) == 0
+
+
+class Runtime:
+    """Start once (``await start()``), hand ``context`` to the app, ``await stop()`` at the end.
+
+    Tests inject ``clock``, ``gateway``, ``registry``; ``emulator_port=0``
+    starts the emulator on a free port; ``webhook_processing`` is
+    "background" (production), "inline" or "off" (see AppContext).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        gateway: StripeGateway | None = None,
+        registry: HandlerRegistry | None = None,
+        emulator_port: int | None = None,
+        webhook_processing: str = "background",
+        jobs: bool = False,
+    ) -> None:
+        if webhook_processing not in ("background", "inline", "off"):
+            raise ValueError("webhook_processing: background, inline or off")
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self._gateway = gateway
+        self._owns_gateway = gateway is None
+        self._registry = registry
+        self._emulator_port = emulator_port
+        self.webhook_processing = webhook_processing
+        self.jobs = jobs
+        self.emulator: Any = None  # emulator.server.EmulatorServer when we started one
+        self.database_url: str | None = None
+        self.stripe_api_base: str | None = None
+        self.engine: AsyncEngine | None = None
+        self.factory: async_sessionmaker[AsyncSession] | None = None
+        self.probe_gateway: StripeGateway | None = None
+        self.scheduler: Any = None
+        self._started = False
+        self._lock = asyncio.Lock()
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    async def start(self) -> None:
+        async with self._lock:
+            if self._started:
+                return
+            self.database_url = await self._database_url()
+            self.engine = create_engine(self.database_url, pool_size=self.settings.db_pool_size)
+            self.factory = session_factory(self.engine)
+            self._start_stripe()
+            if self._registry is None:
+                self._registry = build_registry()
+            self._started = True
+            if self.jobs:
+                from api.jobs import start_scheduler
+
+                self.scheduler = start_scheduler(self)
+            log.info(
+                "runtime started",
+                extra={
+                    "embedded_db": self.settings.database_url is None,
+                    "stripe": self.stripe_api_base or "api.stripe.com",
+                    "emulator": self.emulator is not None,
+                },
+            )
+
+    async def _database_url(self) -> str:
+        if self.settings.database_url:
+            return self.settings.database_url
+        from core.embedded import embedded_database_url
+        from migrations.runner import upgrade
+
+        # Both block (a server start, alembic's own asyncio.run): threads.
+        url = await asyncio.to_thread(embedded_database_url, self.settings.data_dir)
+        await asyncio.to_thread(upgrade, url)
+        log.info("embedded PostgreSQL ready in %s", self.settings.data_dir)
+        return url
+
+    def _start_stripe(self) -> None:
+        settings = self.settings
+        api_base = settings.stripe_api_base
+        if settings.uses_emulator and api_base is None:
+            api_base = self._start_emulator()
+        self.stripe_api_base = api_base
+        if self._gateway is None:
+            self._gateway = StripeGateway.from_settings(settings, api_base=api_base)
+        self.probe_gateway = StripeGateway.from_settings(
+            settings, api_base=api_base, timeout=PROBE_TIMEOUT_SECONDS, max_retries=0
+        )
+
+    def _start_emulator(self) -> str:
+        settings = self.settings
+        port = settings.emulator_port if self._emulator_port is None else self._emulator_port
+        if port and _port_in_use("127.0.0.1", port):
+            # Another coachpay process (serve, worker) already runs it: share
+            # its state instead of failing on the port.
+            log.info("using the Stripe emulator already listening on port %s", port)
+            return f"http://127.0.0.1:{port}"
+        from emulator.server import EmulatorServer
+
+        public = settings.public_url.rstrip("/")
+        server = EmulatorServer(
+            "127.0.0.1",
+            port,
+            platform_webhook_url=f"{public}/v1/webhooks/stripe",
+            connect_webhook_url=f"{public}/v1/webhooks/stripe/connect",
+            platform_secret=settings.stripe_webhook_secret.get_secret_value(),
+            connect_secret=settings.stripe_connect_webhook_secret.get_secret_value(),
+        )
+        server.start()
+        self.emulator = server
+        log.info("Stripe emulator started at %s", server.base_url)
+        return str(server.base_url)
+
+    @property
+    def gateway(self) -> StripeGateway:
+        if self._gateway is None:
+            raise RuntimeError("runtime not started")
+        return self._gateway
+
+    @property
+    def registry(self) -> HandlerRegistry:
+        if self._registry is None:
+            self._registry = build_registry()
+        return self._registry
+
+    @property
+    def context(self) -> AppContext:
+        if not self._started or self.factory is None:
+            raise RuntimeError("runtime not started")
+        return AppContext(
+            settings=self.settings,
+            factory=self.factory,
+            gateway=self.gateway,
+            clock=self.clock,
+            registry=self.registry,
+            webhook_processing=self.webhook_processing,
+            probe_gateway=self.probe_gateway,
+        )
+
+    async def stop(self) -> None:
+        async with self._lock:
+            if not self._started:
+                return
+            self._started = False
+            if self.scheduler is not None:
+                self.scheduler.shutdown(wait=False)
+                self.scheduler = None
+            for gw in (self._gateway if self._owns_gateway else None, self.probe_gateway):
+                if gw is not None:
+                    await gw.aclose()
+            if self._owns_gateway:
+                self._gateway = None
+            if self.engine is not None:
+                await self.engine.dispose()
+                self.engine = None
+            if self.emulator is not None:
+                self.emulator.stop()
+                self.emulator = None

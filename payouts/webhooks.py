@@ -1,0 +1,9 @@
+"""Stripe webhook handlers of the `payouts` package (filled in by its owner)."""
+
+from __future__ import annotations
+
+from core.inbox import HandlerRegistry
+
+
+def register_handlers(registry: HandlerRegistry) -> None:
+    """Register this package's handlers: `registry.register("event.type", handler)`."""
