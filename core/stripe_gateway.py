@@ -33,6 +33,9 @@ from core.stripe_types import (
 )
 
 if TYPE_CHECKING:
+    from stripe import RequestOptions
+    from stripe.params import ChargeRetrieveParams, PaymentIntentRetrieveParams
+
     from core.settings import Settings
 
 T = TypeVar("T")
@@ -130,7 +133,7 @@ class StripeGateway:
         return obj.to_dict()
 
     @property
-    def _v1(self) -> Any:
+    def _v1(self) -> stripe.V1Services:
         return self._client.v1
 
     # -- Connect accounts ---------------------------------------------------
@@ -267,14 +270,14 @@ class StripeGateway:
 
     async def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentIntent:
         # Expanded so the caller gets the charge id and Stripe's fee in one call.
-        params = {"expand": ["latest_charge.balance_transaction"]}
+        params: PaymentIntentRetrieveParams = {"expand": ["latest_charge.balance_transaction"]}
         raw = await self._call(
             lambda: self._v1.payment_intents.retrieve_async(payment_intent_id, params)
         )
         return PaymentIntent.from_dict(raw)
 
     async def retrieve_charge(self, charge_id: str) -> Charge:
-        params = {"expand": ["balance_transaction"]}
+        params: ChargeRetrieveParams = {"expand": ["balance_transaction"]}
         raw = await self._call(lambda: self._v1.charges.retrieve_async(charge_id, params))
         return Charge.from_dict(raw)
 
@@ -435,6 +438,6 @@ class StripeGateway:
 
     async def retrieve_event(self, event_id: str, *, account: str | None = None) -> StripeEvent:
         """``account``: the connected account an event belongs to (Connect events)."""
-        options = {"stripe_account": account} if account else None
+        options: RequestOptions | None = {"stripe_account": account} if account else None
         raw = await self._call(lambda: self._v1.events.retrieve_async(event_id, None, options))
         return StripeEvent.from_dict(raw)
