@@ -1,0 +1,92 @@
+"""The coach's Earning per paid booking, and taking shares back out of it.
+
+While the earning is pending (not released), a refund or dispute comes out
+of the coach's pending account and ``reduced_before_release`` grows, so the
+release moves only the rest. After release it comes out of the available
+account, which may go negative and is netted by the next payout.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from connect.models import CoachProfile
+from core.money import Split
+from core.settings import Settings
+from ledger.accounts import Kind
+from ledger.models import Earning
+from sessions.models import Booking, CoachingSession
+
+
+async def create_earning(
+    db: AsyncSession,
+    booking: Booking,
+    session: CoachingSession,
+    *,
+    parts: Split,
+    paid_at: datetime,
+    payment_transaction_id: int,
+    settings: Settings,
+) -> None:
+    """available_at = max(paid_at, session end) + the coach's hold; once per booking."""
+    profile = await db.get(CoachProfile, booking.coach_id)
+    hold = profile.hold_hours if profile is not None else settings.hold_hours
+    available_at = max(paid_at, session.ends_at) + timedelta(hours=hold)
+    await db.execute(
+        insert(Earning)
+        .values(
+            coach_id=booking.coach_id,
+            booking_id=booking.id,
+            currency=booking.currency,
+            gross=parts.gross,
+            platform_fee=parts.platform_fee,
+            amount=parts.coach_share,
+            reduced_before_release=0,
+            available_at=available_at,
+            status="pending",
+            payment_transaction_id=payment_transaction_id,
+            created_at=paid_at,
+        )
+        .on_conflict_do_nothing(index_elements=["booking_id"])
+    )
+
+
+async def _locked_earning(db: AsyncSession, booking_id: int) -> Earning | None:
+    return (
+        await db.execute(
+            select(Earning)
+            .where(Earning.booking_id == booking_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+
+
+async def take_share(db: AsyncSession, booking_id: int, amount: int) -> Kind:
+    """Take ``amount`` of the coach share back; returns the coach account it comes from."""
+    earning = await _locked_earning(db, booking_id)
+    if earning is None or earning.status not in ("pending", "cancelled"):
+        return Kind.AVAILABLE if earning is not None else Kind.PENDING
+    if earning.status == "cancelled" and earning.reduced_before_release < earning.amount:
+        return Kind.AVAILABLE
+    earning.reduced_before_release = min(earning.reduced_before_release + amount, earning.amount)
+    if earning.reduced_before_release >= earning.amount:
+        earning.status = "cancelled"
+    await db.flush()
+    return Kind.PENDING
+
+
+async def return_share(db: AsyncSession, booking_id: int, amount: int) -> Kind:
+    """Give back a share taken by ``take_share`` (a dispute won)."""
+    earning = await _locked_earning(db, booking_id)
+    if earning is None or earning.status not in ("pending", "cancelled"):
+        return Kind.AVAILABLE if earning is not None else Kind.PENDING
+    earning.reduced_before_release = max(earning.reduced_before_release - amount, 0)
+    if earning.status == "cancelled" and earning.reduced_before_release < earning.amount:
+        earning.status = "pending"
+    await db.flush()
+    return Kind.PENDING

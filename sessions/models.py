@@ -1,0 +1,119 @@
+"""Coaching sessions, bookings, their audit trail and refunds. Schema: migration 0004."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base
+
+
+class SessionStatus(StrEnum):
+    PUBLISHED = "published"
+    CANCELLED = "cancelled"
+
+
+class BookingStatus(StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+
+
+# "One active booking per mentee per session": a failed booking is still the
+# mentee's booking (they retry it), a cancelled or fully refunded one is not.
+ACTIVE_STATUSES = (
+    BookingStatus.PENDING,
+    BookingStatus.PAID,
+    BookingStatus.FAILED,
+    BookingStatus.PARTIALLY_REFUNDED,
+)
+# Statuses that hold a seat for good (PENDING holds one until its checkout expires).
+SEATED_STATUSES = (BookingStatus.PAID, BookingStatus.PARTIALLY_REFUNDED)
+
+
+class CoachingSession(Base):
+    __tablename__ = "coaching_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    coach_id: Mapped[int] = mapped_column(ForeignKey("coach_profiles.user_id"))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    starts_at: Mapped[datetime] = mapped_column()
+    ends_at: Mapped[datetime] = mapped_column()
+    price: Mapped[int] = mapped_column()
+    currency: Mapped[str] = mapped_column(String(3))
+    capacity: Mapped[int | None] = mapped_column(Integer)
+    refund_window_hours: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=SessionStatus.PUBLISHED.value)
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class Booking(Base):
+    __tablename__ = "bookings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    coaching_session_id: Mapped[int] = mapped_column(ForeignKey("coaching_sessions.id"))
+    mentee_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    coach_id: Mapped[int] = mapped_column()
+    status: Mapped[str] = mapped_column(String(24), default=BookingStatus.PENDING.value)
+    # Fixed at booking time: a later price or fee change does not touch this booking.
+    amount: Mapped[int] = mapped_column()
+    currency: Mapped[str] = mapped_column(String(3))
+    fee_bps: Mapped[int] = mapped_column(Integer)
+    # Checkout attempt number: 1 for the first Checkout Session, +1 per retry.
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255))
+    checkout_url: Mapped[str | None] = mapped_column(Text)
+    hold_expires_at: Mapped[datetime | None] = mapped_column()
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    charge_id: Mapped[str | None] = mapped_column(String(255))
+    paid_at: Mapped[datetime | None] = mapped_column()
+    amount_refunded: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class BookingEvent(Base):
+    """Audit row per booking state change: when, who, why, from and to."""
+
+    __tablename__ = "booking_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"))
+    at: Mapped[datetime] = mapped_column()
+    actor_kind: Mapped[str] = mapped_column(String(16))  # user / stripe / system
+    actor_user_id: Mapped[int | None] = mapped_column()
+    cause: Mapped[str] = mapped_column(Text)
+    from_status: Mapped[str | None] = mapped_column(String(24))
+    to_status: Mapped[str] = mapped_column(String(24))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"))
+    stripe_refund_id: Mapped[str] = mapped_column(String(255), unique=True)
+    payment_intent_id: Mapped[str] = mapped_column(String(255))
+    amount: Mapped[int] = mapped_column()
+    currency: Mapped[str] = mapped_column(String(3))
+    platform_fee_part: Mapped[int] = mapped_column()
+    coach_part: Mapped[int] = mapped_column()
+    # Where the coach part came back from: pending (before release) or available.
+    coach_account_kind: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))  # api / auto / stripe
+    requested_by: Mapped[int | None] = mapped_column()
+    reason: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    ledger_transaction_id: Mapped[int | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column()

@@ -1,0 +1,223 @@
+"""Refunds, full or partial: asked through our API, or made in Stripe's dashboard.
+
+Both paths end in ``apply_refund``, keyed on the Stripe refund id, under the
+booking's row lock, so a refund is booked once whichever path sees it first.
+The split of each refund is cumulative (core.money.refund_split): all the
+refunds of a booking together reverse its split exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.clock import Clock
+from core.errors import Conflict, InvalidInput
+from core.money import MAX_AMOUNT, refund_split
+from core.stripe_errors import StripeRefused
+from core.stripe_gateway import StripeGateway, idempotency_key
+from core.stripe_types import Refund as StripeRefund
+from sessions.audit import Actor, transition
+from sessions.booking import get_booking
+from sessions.earnings import take_share
+from sessions.errors import NotYourBooking, RefundTooLarge, RefundWindowClosed
+from sessions.models import Booking, BookingStatus, CoachingSession, Refund
+from sessions.postings import post_refund
+
+log = logging.getLogger(__name__)
+
+Source = Literal["api", "auto", "stripe"]
+REFUNDABLE = (BookingStatus.PAID, BookingStatus.PARTIALLY_REFUNDED)
+MAX_REASON = 500
+
+
+async def apply_refund(
+    db: AsyncSession,
+    booking: Booking,
+    refund: StripeRefund,
+    *,
+    source: Source,
+    actor: Actor,
+    now: datetime,
+    reason: str | None = None,
+) -> Refund | None:
+    """Book one Stripe refund of the booking's payment; None if it was booked already.
+
+    The caller holds the booking's row lock.
+    """
+    existing = (
+        await db.execute(select(Refund).where(Refund.stripe_refund_id == refund.id))
+    ).scalar_one_or_none()
+    if existing is not None:
+        return None
+    if refund.status in ("failed", "canceled"):
+        return None
+    if booking.payment_intent_id is None or refund.payment_intent_id not in (
+        None,
+        booking.payment_intent_id,
+    ):
+        log.warning("refund %s is not for booking %s's payment", refund.id, booking.id)
+        return None
+    remaining = booking.amount - booking.amount_refunded
+    amount = min(refund.amount, remaining)
+    if amount <= 0:
+        return None
+    parts = refund_split(
+        original_gross=booking.amount,
+        bps=booking.fee_bps,
+        refunded_before=booking.amount_refunded,
+        refund=amount,
+    )
+    kind = await take_share(db, booking.id, parts.coach_share)
+    posted = await post_refund(
+        db,
+        booking,
+        refund_id=refund.id,
+        parts=parts,
+        coach_kind=kind,
+        payment_intent_id=booking.payment_intent_id,
+        at=now,
+    )
+    row = Refund(
+        booking_id=booking.id,
+        stripe_refund_id=refund.id,
+        payment_intent_id=booking.payment_intent_id,
+        amount=amount,
+        currency=booking.currency,
+        platform_fee_part=parts.platform_fee,
+        coach_part=parts.coach_share,
+        coach_account_kind=kind.value,
+        source=source,
+        requested_by=actor.user_id,
+        reason=reason,
+        status=refund.status or "succeeded",
+        ledger_transaction_id=posted.transaction_id,
+        created_at=now,
+    )
+    db.add(row)
+    booking.amount_refunded += amount
+    to = (
+        BookingStatus.REFUNDED
+        if booking.amount_refunded == booking.amount
+        else BookingStatus.PARTIALLY_REFUNDED
+    )
+    await transition(
+        db,
+        booking,
+        to.value,
+        actor=actor,
+        cause=f"refund:{source}",
+        at=now,
+        detail={
+            "refund": refund.id,
+            "amount": amount,
+            "fee_part": parts.platform_fee,
+            "coach_part": parts.coach_share,
+            "from_account": kind.value,
+        },
+    )
+    return row
+
+
+def _may_refund(booking: Booking, session: CoachingSession, actor: Actor, now: datetime) -> None:
+    """Mentee: until ``refund_window_hours`` before the start; the coach or an admin: always."""
+    if actor.role == "admin" or (actor.role == "coach" and actor.user_id == booking.coach_id):
+        return
+    if actor.user_id != booking.mentee_id:
+        raise NotYourBooking("this booking belongs to someone else")
+    if now > session.starts_at - timedelta(hours=session.refund_window_hours):
+        raise RefundWindowClosed(
+            f"refunds close {session.refund_window_hours} h before the session starts"
+        )
+
+
+async def refund_booking(
+    db: AsyncSession,
+    *,
+    booking_id: int,
+    actor: Actor,
+    amount: object = None,
+    reason: object = None,
+    gateway: StripeGateway,
+    clock: Clock,
+) -> Refund:
+    """Refund ``amount`` (default: all that remains) of a paid booking."""
+    now = clock.now()
+    if amount is not None and (
+        not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount <= MAX_AMOUNT
+    ):
+        raise InvalidInput("amount: must be a positive integer of minor units", field="amount")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+        raise InvalidInput(
+            f"reason: must be text of at most {MAX_REASON} characters", field="reason"
+        )
+    booking = await get_booking(db, booking_id, lock=True)
+    session = await db.get(CoachingSession, booking.coaching_session_id)
+    assert session is not None
+    _may_refund(booking, session, actor, now)
+    if booking.status not in REFUNDABLE or booking.payment_intent_id is None:
+        raise Conflict(f"a {booking.status} booking cannot be refunded")
+    remaining = booking.amount - booking.amount_refunded
+    want = remaining if amount is None else amount
+    assert isinstance(want, int)
+    if want > remaining:
+        raise RefundTooLarge(f"at most {remaining} can still be refunded")
+    try:
+        refund = await gateway.create_refund(
+            payment_intent=booking.payment_intent_id,
+            amount=want,
+            metadata={
+                "booking_id": str(booking.id),
+                "source": "api",
+                "requested_by": str(actor.user_id),
+            },
+            reason="requested_by_customer",
+            # Same request after an unknown outcome -> same key -> one refund.
+            idempotency_key=idempotency_key("refund", booking.id, booking.amount_refunded, want),
+        )
+    except StripeRefused as exc:
+        raise Conflict(f"Stripe refused the refund: {exc.message}") from exc
+    row = await apply_refund(
+        db,
+        booking,
+        refund,
+        source="api",
+        actor=actor,
+        now=now,
+        reason=reason if isinstance(reason, str) else None,
+    )
+    if row is None:  # a webhook booked it between Stripe's answer and here
+        found = (
+            await db.execute(select(Refund).where(Refund.stripe_refund_id == refund.id))
+        ).scalar_one()
+        return found
+    return row
+
+
+async def sync_refund(
+    db: AsyncSession, refund: StripeRefund, *, clock: Clock, cause: str
+) -> Refund | None:
+    """A refund seen in a webhook (dashboard refunds, or ours echoed back)."""
+    booking_id = None
+    if refund.payment_intent_id:
+        booking_id = (
+            await db.execute(
+                select(Booking.id).where(Booking.payment_intent_id == refund.payment_intent_id)
+            )
+        ).scalar_one_or_none()
+    if booking_id is None:
+        return None
+    booking = await get_booking(db, booking_id, lock=True)
+    return await apply_refund(
+        db,
+        booking,
+        refund,
+        source="stripe",
+        actor=Actor.stripe(),
+        now=clock.now(),
+        reason=cause,
+    )
