@@ -12,6 +12,10 @@ journal transactions (a session payment and its processing fee). So:
 * a balance transaction is matched when the ``stripe_balance`` legs of the
   ledger transactions linked to it add up to its ``net``, an amount mismatch
   when they do not, missing in the ledger when nothing links to it;
+* a ledger transaction linked to nothing joins the charge that another ledger
+  transaction of the same PaymentIntent linked to (the session payment is
+  posted under the PaymentIntent id, its processing fee under the charge's
+  balance transaction id);
 * a ledger transaction in the period that touches ``stripe_balance`` but links
   to no balance transaction is missing at Stripe.
 
@@ -32,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.stripe_types import BalanceTransaction
 
 # Metadata keys that may hold a Stripe id worth linking on, best first.
+_CHARGE_TYPES = frozenset({"charge", "payment"})
 _META_KEYS = ("balance_transaction", "balance_transaction_id", "charge", "charge_id", "dispute_id")
 
 
@@ -43,6 +48,7 @@ class LedgerSide:
     cash: int  # the stripe_balance legs
     stripe_ids: tuple[str, ...]  # link candidates, best first
     occurred_at: datetime
+    payment_intent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +114,7 @@ def _side(r: Sequence[Any]) -> LedgerSide:
         occurred_at=r[3],
         stripe_ids=_ids(r[4], r[5], r[6], dict(r[7] or {})),
         cash=int(r[8]),
+        payment_intent=r[5],
     )
 
 
@@ -139,6 +146,10 @@ async def ledger_side(
             " OR t.metadata ->> 'balance_transaction' = ANY(:ids)"
             " OR t.metadata ->> 'balance_transaction_id' = ANY(:ids)"
             " OR t.metadata ->> 'charge_id' = ANY(:ids) OR t.metadata ->> 'charge' = ANY(:ids)"
+            # and the payment posted under the PaymentIntent of a fee found by id
+            " OR (t.type = 'session_payment' AND t.stripe_payment_intent_id IN (SELECT"
+            " x.stripe_payment_intent_id FROM ledger_transactions x"
+            " WHERE x.stripe_object_id = ANY(:ids)))"
         )
     sql = (
         f"{_SELECT} WHERE (({period}) AND EXISTS (SELECT 1 FROM ledger_entries se "
@@ -162,13 +173,28 @@ def reconcile(
         index[key] = key
     linked: dict[str, list[LedgerSide]] = {}
     result = Reconciliation()
+    unlinked: list[LedgerSide] = []
     for side in ledger:
         found = next((index[i] for i in side.stripe_ids if i in index), None)
         if found is None or groups[found][0].currency != side.currency:
-            if side.cash:
-                result.missing_at_stripe.append(side)
+            unlinked.append(side)
             continue
         linked.setdefault(found, []).append(side)
+    # A payment posted under its PaymentIntent id alone (the charge id unknown to
+    # the ledger) joins the charge its processing fee, same PaymentIntent, linked to.
+    by_intent = {
+        side.payment_intent: key
+        for key, sides in linked.items()
+        if groups[key][0].type in _CHARGE_TYPES
+        for side in sides
+        if side.payment_intent
+    }
+    for side in unlinked:
+        found = by_intent.get(side.payment_intent) if side.payment_intent else None
+        if found is not None and groups[found][0].currency == side.currency:
+            linked.setdefault(found, []).append(side)
+        elif side.cash:
+            result.missing_at_stripe.append(side)
     for key, bts in groups.items():
         sides = linked.get(key)
         if not sides:

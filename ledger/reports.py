@@ -223,7 +223,8 @@ async def _statuses(db: AsyncSession, rows: Sequence[Sequence[Any]]) -> dict[int
         later = await db.execute(
             text(
                 "SELECT t.booking_id, t.type, COALESCE(SUM(e.amount) FILTER (WHERE "
-                "a.owner_type = 'platform' AND a.kind = 'stripe_balance'), 0) "
+                "a.owner_type = 'platform' AND a.kind = 'stripe_balance'), 0), "
+                "array_agg(DISTINCT t.metadata ->> 'event') "
                 "FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id "
                 "JOIN ledger_accounts a ON a.id = e.account_id "
                 "WHERE t.booking_id = ANY(:ids) AND t.type IN ('refund', 'dispute') "
@@ -232,18 +233,22 @@ async def _statuses(db: AsyncSession, rows: Sequence[Sequence[Any]]) -> dict[int
             {"ids": list(bookings)},
         )
         refunded: dict[int, int] = {}
-        disputed: set[int] = set()
-        for booking_id, type_, cash in later:
+        disputed: dict[int, str] = {}
+        for booking_id, type_, cash, events in later:
             tx_id = bookings[booking_id]
             if type_ == "dispute":
-                disputed.add(tx_id)
+                # The dispute's last word: lost or won once closed, open before.
+                ev = set(events)
+                disputed[tx_id] = (
+                    "dispute_lost" if "lost" in ev else "dispute_won" if "won" in ev else "disputed"
+                )
             else:
                 refunded[tx_id] = -int(cash)
-        for tx_id in set(refunded) | disputed:
+        for tx_id in set(refunded) | set(disputed):
             if refunded.get(tx_id, 0) >= grosses[tx_id]:
                 out[tx_id] = "refunded"
             elif tx_id in disputed:
-                out[tx_id] = "disputed"
+                out[tx_id] = disputed[tx_id]
             else:
                 out[tx_id] = "partially_refunded"
     if payouts:

@@ -73,7 +73,7 @@ async def seed(db: AsyncSession) -> dict[str, int]:
             TxType.SESSION_PAYMENT,
             day(d),
             [(cash, gross), (fees, -fee), (pend, fee - gross)],
-            stripe_object_id=f"ch_{name}",
+            stripe_object_id=f"pi_{name}",  # as sessions posts it: no charge id
             stripe_payment_intent_id=f"pi_{name}",
             **ref,
         )
@@ -83,7 +83,7 @@ async def seed(db: AsyncSession) -> dict[str, int]:
             day(d, 13),
             [(proc, proc_fee), (cash, -proc_fee)],
             stripe_object_id=f"txn_{name}",
-            metadata={"charge_id": f"ch_{name}"},
+            stripe_payment_intent_id=f"pi_{name}",
             **ref,
         )
     await p(
@@ -106,6 +106,8 @@ async def seed(db: AsyncSession) -> dict[str, int]:
         booking_id=3,
         payer_id=103,
         stripe_object_id="du_C",
+        stripe_payment_intent_id="pi_C",
+        metadata={"event": "lost"},
     )
     await p(
         "A-release",

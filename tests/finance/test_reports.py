@@ -28,10 +28,10 @@ async def test_transaction_view_derives_figures_from_legs(db: AsyncSession) -> N
     assert (a.type, a.status, a.currency) == ("session_payment", "paid", "usd")
     assert (a.amount, a.platform_fee, a.coach_payout, a.processing_fee) == (10000, 2000, 8000, 0)
     assert (a.payment_intent, a.stripe_object, a.session_id, a.payer_id, a.coach_id) == (
-        "pi_A", "ch_A", 10, 101, 1,
+        "pi_A", "pi_A", 10, 101, 1,
     )  # fmt: skip
     assert rows[ids["B"]].status == "partially_refunded"
-    assert rows[ids["C"]].status == "disputed"
+    assert rows[ids["C"]].status == "dispute_lost"
     refund = rows[ids["B-refund"]]
     assert (refund.amount, refund.platform_fee, refund.coach_payout) == (-2000, -400, -1600)
     fee = rows[ids["A-fee"]]
