@@ -1,0 +1,99 @@
+"""Payouts (our transfers to a coach's Connect account), their attempt log,
+and the coach's own Stripe payouts to their bank (``connect_payouts``).
+
+The schema comes from migration 0005.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base
+
+PENDING = "pending"
+WAITING_FUNDS = "waiting_funds"
+PAID = "paid"
+FAILED = "failed"
+OPEN_STATUSES = (PENDING, WAITING_FUNDS)
+
+
+class Payout(Base):
+    """One transfer of a coach's available balance in one currency.
+
+    pending -> paid | failed | waiting_funds; waiting_funds -> pending-like
+    retries -> paid | failed. At most one open (pending / waiting_funds)
+    payout per coach and currency (a partial unique index), so a coach's
+    money is never in two transfers at once.
+    """
+
+    __tablename__ = "payouts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    coach_id: Mapped[int] = mapped_column()
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    destination: Mapped[str] = mapped_column(String(255))  # acct_..., fixed at creation
+    stripe_transfer_id: Mapped[str | None] = mapped_column(Text, unique=True)
+    # Bumped after a definite refusal (balance_insufficient): Stripe stores
+    # the refusal under the key, so the next attempt needs a new one.
+    key_generation: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_attempt_at: Mapped[datetime | None] = mapped_column()
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failure_code: Mapped[str | None] = mapped_column(Text)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    reversed_amount: Mapped[int] = mapped_column(default=0)
+    retry_of: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
+    reserve_transaction_id: Mapped[int | None] = mapped_column()
+    settle_transaction_id: Mapped[int | None] = mapped_column()
+    failure_transaction_id: Mapped[int | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+    settled_at: Mapped[datetime | None] = mapped_column()
+    failed_at: Mapped[datetime | None] = mapped_column()
+
+    def idempotency_key(self) -> str:
+        base = f"payout:{self.id}"
+        return base if self.key_generation == 0 else f"{base}:{self.key_generation}"
+
+
+class PayoutAttempt(Base):
+    """Every call made to Stripe for a payout and what came of it."""
+
+    __tablename__ = "payout_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"))
+    idempotency_key: Mapped[str] = mapped_column(Text)
+    # paid | found | unknown | waiting_funds | refused | error
+    outcome: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str | None] = mapped_column(Text)
+    stripe_transfer_id: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column()
+
+
+class ConnectPayout(Base):
+    """A payout from the coach's Stripe balance to their bank (``po_...``)."""
+
+    __tablename__ = "connect_payouts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_payout_id: Mapped[str] = mapped_column(String(255), unique=True)
+    stripe_account_id: Mapped[str] = mapped_column(String(255))
+    coach_id: Mapped[int | None] = mapped_column()
+    amount: Mapped[int] = mapped_column()
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))
+    arrival_date: Mapped[datetime | None] = mapped_column()
+    failure_code: Mapped[str | None] = mapped_column(Text)
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    # Stripe time of the event we hold: an older event never overwrites it.
+    event_created: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()

@@ -1,0 +1,274 @@
+"""Payout bookkeeping: reserve, settle, fail, wait for platform funds.
+
+The three steps of a payout (DESIGN.md, "Hold and payouts"):
+
+1. ``reserve``, one database transaction: a ``payouts`` row (pending) and
+   ``payout:<id>``: coach ``available +A`` / ``in_transit -A``. Committed
+   BEFORE Stripe is called, so a transfer never exists without its row.
+2. the transfer (payouts/transfer.py), ``idempotency_key = payout:<id>``.
+3. ``settle`` (``payout_settled:<id>``: ``in_transit +A`` / platform
+   ``stripe_balance -A``) or ``fail`` (``payout_failed:<id>``: ``in_transit +A``
+   / ``available -A``: the money is the coach's to be paid again) or, on an
+   unknown outcome, nothing: the next run retries with the same key.
+
+Why settle credits ``stripe_balance`` and there is no coach ``paid_out``
+account: a transfer moves cash out of the platform's Stripe balance into the
+coach's Connect account. After it we owe the coach nothing for that money, so
+the liability simply closes against the cash that left; a ``paid_out``
+account would be a second copy of what the ``payouts`` rows already say.
+Lifetime paid out is the sum of paid payouts (payouts/views.py).
+
+The amount is the coach's whole available balance, which already nets any
+negative balance left by a refund after payout: 80.00 of new earnings and a
+-30.00 debt pay 50.00. The earnings a payout pays for get ``payout_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.stripe_types import Transfer
+from ledger.accounts import AccountRef, Kind, get_account_id
+from ledger.models import Earning
+from ledger.posting import Leg, TxType, post
+from payouts.models import FAILED, OPEN_STATUSES, PAID, PENDING, WAITING_FUNDS, Payout
+from payouts.models import PayoutAttempt as Attempt
+from payouts.schedule import is_due
+
+_MAX_TEXT = 2000
+WAIT_BACKOFF_BASE = timedelta(minutes=5)
+WAIT_BACKOFF_CAP = timedelta(hours=6)
+
+_COACH = text(
+    "SELECT p.payouts_paused, p.payout_schedule, "
+    "COALESCE((p.minimum_payout ->> :cur)::bigint, 0) AS minimum, "
+    "ca.payouts_enabled, ca.stripe_account_id "
+    "FROM coach_profiles p LEFT JOIN connect_accounts ca ON ca.coach_id = p.user_id "
+    "WHERE p.user_id = :coach"
+)
+_LAST_PAYOUT = text(
+    "SELECT max(created_at) FROM payouts WHERE coach_id = :coach AND currency = :cur "
+    "AND status <> 'failed'"
+)
+_OPEN = text(
+    "SELECT 1 FROM payouts WHERE coach_id = :coach AND currency = :cur "
+    "AND status IN ('pending', 'waiting_funds')"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a payout cannot be made now (``reserve`` returns it instead of a payout)."""
+
+    reason: str
+
+
+async def _lock_available(db: AsyncSession, account_id: int, *, wait: bool) -> int | None:
+    """Lock the coach's available balance row and return what is owed (``-balance``).
+
+    While held, no release, refund or other payout can move this balance, so
+    the amount read here is the amount reserved. ``None``: another worker holds it.
+    """
+    lock = "FOR UPDATE" if wait else "FOR UPDATE SKIP LOCKED"
+    rows = (
+        await db.execute(
+            text(f"SELECT balance FROM ledger_balance_slots WHERE account_id = :a {lock}"),
+            {"a": account_id},
+        )
+    ).all()
+    if not rows:
+        return None
+    return -sum(int(r[0]) for r in rows)
+
+
+async def reserve(
+    db: AsyncSession,
+    *,
+    coach_id: int,
+    currency: str,
+    now: datetime,
+    force: bool = False,
+    retry_of: int | None = None,
+) -> Payout | Refusal:
+    """Step 1. ``force`` (an admin's retry) skips the schedule and the minimum, not
+    the pause or the Connect account's state. Flushes; the caller commits."""
+    available = await get_account_id(db, AccountRef.coach(coach_id, Kind.AVAILABLE, currency))
+    owed = await _lock_available(db, available, wait=force)
+    if owed is None:
+        return Refusal("balance busy (another worker holds it)")
+    coach = (await db.execute(_COACH, {"coach": coach_id, "cur": currency})).one_or_none()
+    if coach is None:
+        return Refusal("no coach profile")
+    if coach.payouts_paused:
+        return Refusal("payouts are paused")
+    if not coach.payouts_enabled or not coach.stripe_account_id:
+        return Refusal("the Connect account cannot receive payouts")
+    if (await db.execute(_OPEN, {"coach": coach_id, "cur": currency})).first() is not None:
+        return Refusal("a payout is already open")
+    if not force:
+        last = (await db.execute(_LAST_PAYOUT, {"coach": coach_id, "cur": currency})).scalar()
+        if not is_due(coach.payout_schedule, last_payout_at=last, now=now):
+            return Refusal("the schedule is not due")
+        if owed < coach.minimum:
+            return Refusal(f"available {owed} is below the minimum {coach.minimum}")
+    if owed <= 0:
+        return Refusal("nothing available")
+    payout = Payout(
+        coach_id=coach_id,
+        currency=currency,
+        amount=owed,
+        status=PENDING,
+        destination=coach.stripe_account_id,
+        retry_of=retry_of,
+        created_at=now,
+        updated_at=now,
+    )
+    db.add(payout)
+    await db.flush()
+    in_transit = await get_account_id(db, AccountRef.coach(coach_id, Kind.IN_TRANSIT, currency))
+    result = await post(
+        db,
+        type=TxType.PAYOUT,
+        idempotency_key=f"payout:{payout.id}",
+        occurred_at=now,
+        legs=[Leg(available, owed, currency), Leg(in_transit, -owed, currency)],
+        coach_id=coach_id,
+        payout_id=payout.id,
+    )
+    payout.reserve_transaction_id = result.transaction_id
+    await db.execute(
+        update(Earning)
+        .where(
+            Earning.coach_id == coach_id,
+            Earning.currency == currency,
+            Earning.status == "available",
+            Earning.payout_id.is_(None),
+        )
+        .values(payout_id=payout.id)
+    )
+    await db.flush()
+    return payout
+
+
+async def lock_open(db: AsyncSession, payout_id: int, *, now: datetime | None) -> Payout | None:
+    """Claim an open payout (skipping one another worker holds); with ``now``, only if due."""
+    stmt = select(Payout).where(Payout.id == payout_id, Payout.status.in_(OPEN_STATUSES))
+    if now is not None:
+        stmt = stmt.where((Payout.next_attempt_at.is_(None)) | (Payout.next_attempt_at <= now))
+    row = await db.execute(stmt.with_for_update(skip_locked=True))
+    return row.scalar_one_or_none()
+
+
+def log_attempt(
+    db: AsyncSession, payout: Payout, outcome: str, now: datetime, **fields: Any
+) -> None:
+    message = fields.pop("message", None)
+    db.add(
+        Attempt(
+            payout_id=payout.id,
+            idempotency_key=payout.idempotency_key(),
+            outcome=outcome,
+            message=message[:_MAX_TEXT] if message else None,
+            at=now,
+            **fields,
+        )
+    )
+    payout.attempts += 1
+    payout.last_attempt_at = now
+    payout.updated_at = now
+
+
+async def settle(
+    db: AsyncSession,
+    payout: Payout,
+    transfer: Transfer,
+    *,
+    now: datetime,
+    hot_slots: int = 16,
+    after_post: Callable[[], None] | None = None,
+) -> None:
+    """Step 3, success: the transfer exists at Stripe. Flushes; the caller commits.
+
+    ``after_post`` is a test seam between the ledger posting and the row update."""
+    cur = payout.currency
+    in_transit = await get_account_id(db, AccountRef.coach(payout.coach_id, Kind.IN_TRANSIT, cur))
+    cash = await get_account_id(
+        db, AccountRef.platform(Kind.STRIPE_BALANCE, cur), hot_slots=hot_slots
+    )
+    result = await post(
+        db,
+        type=TxType.PAYOUT_SETTLED,
+        idempotency_key=f"payout_settled:{payout.id}",
+        occurred_at=now,
+        legs=[Leg(in_transit, payout.amount, cur), Leg(cash, -payout.amount, cur)],
+        coach_id=payout.coach_id,
+        payout_id=payout.id,
+        stripe_transfer_id=transfer.id,
+    )
+    if after_post is not None:
+        after_post()
+    payout.status = PAID
+    payout.stripe_transfer_id = transfer.id
+    payout.settle_transaction_id = result.transaction_id
+    payout.settled_at = now
+    payout.next_attempt_at = None
+    payout.last_error = None
+    payout.updated_at = now
+    await db.execute(update(Earning).where(Earning.payout_id == payout.id).values(status="paid"))
+    await db.flush()
+
+
+async def fail(
+    db: AsyncSession, payout: Payout, *, code: str | None, reason: str, now: datetime
+) -> None:
+    """Step 3, definite refusal: the money goes back to available, with the reason."""
+    cur = payout.currency
+    in_transit = await get_account_id(db, AccountRef.coach(payout.coach_id, Kind.IN_TRANSIT, cur))
+    available = await get_account_id(db, AccountRef.coach(payout.coach_id, Kind.AVAILABLE, cur))
+    result = await post(
+        db,
+        type=TxType.PAYOUT_FAILED,
+        idempotency_key=f"payout_failed:{payout.id}",
+        occurred_at=now,
+        legs=[Leg(in_transit, payout.amount, cur), Leg(available, -payout.amount, cur)],
+        coach_id=payout.coach_id,
+        payout_id=payout.id,
+        description=reason[:_MAX_TEXT],
+    )
+    payout.status = FAILED
+    payout.failure_code = code
+    payout.failure_reason = reason[:_MAX_TEXT]
+    payout.failure_transaction_id = result.transaction_id
+    payout.failed_at = now
+    payout.next_attempt_at = None
+    payout.updated_at = now
+    # The earnings are free for the next payout again.
+    await db.execute(update(Earning).where(Earning.payout_id == payout.id).values(payout_id=None))
+    await db.flush()
+
+
+def wait_for_funds(payout: Payout, *, message: str, now: datetime) -> None:
+    """Platform funds short (``balance_insufficient``): not the coach's fault, retried later.
+
+    Stripe stores the refusal under the idempotency key, so the next attempt
+    must use a new one; safe, since a refusal means no transfer was made."""
+    payout.status = WAITING_FUNDS
+    payout.key_generation += 1
+    payout.last_error = message[:_MAX_TEXT]
+    waits = max(payout.attempts, 1)
+    payout.next_attempt_at = now + min(WAIT_BACKOFF_BASE * 2 ** (waits - 1), WAIT_BACKOFF_CAP)
+    payout.updated_at = now
+
+
+def leave_pending(payout: Payout, *, message: str, now: datetime) -> None:
+    """Unknown outcome: the transfer may exist. Due again on the next run, same key."""
+    payout.status = PENDING
+    payout.last_error = message[:_MAX_TEXT]
+    payout.next_attempt_at = now
+    payout.updated_at = now
