@@ -232,18 +232,14 @@ async def list_bookings(
     """(upcoming, past): upcoming = active booking of a session not yet started."""
     now = clock.now()
     rows = (
-        (
-            await db.execute(
-                select(Booking, CoachingSession)
-                .join(CoachingSession, CoachingSession.id == Booking.coaching_session_id)
-                .where(Booking.mentee_id == mentee_id)
-                .order_by(CoachingSession.starts_at, Booking.id)
-                .limit(limit)
-            )
+        await db.execute(
+            select(Booking, CoachingSession)
+            .join(CoachingSession, CoachingSession.id == Booking.coaching_session_id)
+            .where(Booking.mentee_id == mentee_id)
+            .order_by(CoachingSession.starts_at, Booking.id)
+            .limit(limit)
         )
-        .tuples()
-        .all()
-    )
+    ).all()
     coach_ids = {s.coach_id for _, s in rows}
     nexts: dict[int, int] = {}
     if coach_ids:
@@ -257,7 +253,7 @@ async def list_bookings(
                 )
                 .order_by(CoachingSession.starts_at.desc())
             )
-        ).tuples()
+        ).all()
         nexts = {coach: sid for coach, sid in upcoming_sessions}  # earliest wins (last write)
     upcoming: list[BookingView] = []
     past: list[BookingView] = []

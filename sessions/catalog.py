@@ -209,7 +209,7 @@ async def list_sessions(
                 )
                 .group_by(Booking.coaching_session_id)
             )
-        ).tuples()
+        ).all()
     )
     return [SessionView(r, int(counts.get(r.id, 0))) for r in rows]
 
