@@ -9,7 +9,7 @@ from core.inbox import HandlerContext
 from emulator.server import EmulatorServer
 from ledger.accounts import Kind, balance
 from ledger.models import Earning, LedgerTransaction
-from sessions.models import Booking, BookingEvent, Refund
+from sessions.models import BookingEvent, Refund
 from tests.sessions.helpers import (
     book_for,
     coach_balance,
