@@ -1,7 +1,184 @@
-"""Routes of this feature (stub created by the API skeleton; owned by the connect engineer)."""
+"""Coach onboarding on Stripe Connect and the coach's view of their account.
+
+``POST /v1/coaches/me/onboarding`` and ``GET /v1/coaches/me/account`` need a
+coach's token. The refresh and return routes are where Stripe sends the
+coach's *browser* back, without our bearer token: they are authorised by the
+signed ``token`` in the URL we gave Stripe (connect/links.py).
+"""
 
 from __future__ import annotations
 
-from litestar import Router
+import html
+from typing import Annotated, Any
 
-router = Router(path="/v1", route_handlers=[])
+import msgspec
+from litestar import MediaType, Request, Response, Router, get, post
+from litestar.params import Parameter
+from litestar.response import Redirect
+
+from api.deps import AppCtx, AuthUser, DbSession, require_role
+from connect import service
+from core.errors import InvalidInput
+from core.users import Role
+
+MAX_BODY_BYTES = 4 * 1024
+MAX_TOKEN_LENGTH = 200
+LinkToken = Annotated[str | None, Parameter(query="token", max_length=MAX_TOKEN_LENGTH)]
+
+
+class OnboardingRequest(msgspec.Struct, forbid_unknown_fields=True):
+    # ISO 3166-1 alpha-2, as Stripe wants it; the account's country is fixed at creation.
+    country: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}$")] = service.DEFAULT_COUNTRY
+
+
+class OnboardingOut(msgspec.Struct):
+    url: str
+    expires_at: int
+    stripe_account_id: str
+    status: str
+    account_created: bool
+
+
+class AccountOut(msgspec.Struct):
+    coach_id: int
+    status: str
+    stripe_account_id: str | None
+    country: str | None
+    default_currency: str | None
+    charges_enabled: bool
+    payouts_enabled: bool
+    details_submitted: bool
+    transfers_capability: str | None
+    requirements_currently_due: list[str]
+    requirements_past_due: list[str]
+    requirements_eventually_due: list[str]
+    disabled_reason: str | None
+    dashboard_url: str | None
+
+
+def account_out(view: service.AccountView) -> AccountOut:
+    return AccountOut(
+        coach_id=view.coach_id,
+        status=view.status,
+        stripe_account_id=view.stripe_account_id,
+        country=view.country,
+        default_currency=view.default_currency,
+        charges_enabled=view.charges_enabled,
+        payouts_enabled=view.payouts_enabled,
+        details_submitted=view.details_submitted,
+        transfers_capability=view.transfers_capability,
+        requirements_currently_due=list(view.requirements_currently_due),
+        requirements_past_due=list(view.requirements_past_due),
+        requirements_eventually_due=list(view.requirements_eventually_due),
+        disabled_reason=view.disabled_reason,
+        dashboard_url=view.dashboard_url,
+    )
+
+
+def _onboarding_out(link: service.OnboardingLink) -> OnboardingOut:
+    return OnboardingOut(
+        url=link.url,
+        expires_at=link.expires_at,
+        stripe_account_id=link.stripe_account_id,
+        status=link.status,
+        account_created=link.account_created,
+    )
+
+
+async def _onboarding_request(request: Request[Any, Any, Any]) -> OnboardingRequest:
+    """The body is optional (``{}`` or nothing means the default country)."""
+    body = await request.body()
+    if not body.strip():
+        return OnboardingRequest()
+    try:
+        return msgspec.json.decode(body, type=OnboardingRequest)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid onboarding request: {exc}") from None
+    except msgspec.DecodeError:
+        raise InvalidInput("request body is not valid JSON") from None
+
+
+@post(
+    "/coaches/me/onboarding",
+    status_code=200,
+    guards=[require_role(Role.COACH)],
+    request_max_body_size=MAX_BODY_BYTES,
+)
+async def start_onboarding(
+    request: Request[Any, Any, Any], db: DbSession, current_user: AuthUser, ctx: AppCtx
+) -> OnboardingOut:
+    """Create the coach's Connect account (once) and answer a fresh onboarding link."""
+    data = await _onboarding_request(request)
+    link = await service.start_onboarding(
+        db,
+        coach_id=current_user.id,
+        gateway=ctx.gateway,
+        settings=ctx.settings,
+        now=ctx.clock.now(),
+        country=data.country,
+    )
+    return _onboarding_out(link)
+
+
+@get("/coaches/me/onboarding/refresh", status_code=303)
+async def refresh_onboarding(db: DbSession, ctx: AppCtx, token: LinkToken = None) -> Redirect:
+    """Stripe's ``refresh_url``: the old link expired or was used; send the browser to a new one."""
+    link = await service.refresh_onboarding(
+        db, token=token, gateway=ctx.gateway, settings=ctx.settings, now=ctx.clock.now()
+    )
+    return Redirect(link.url, status_code=303)
+
+
+_STATUS_TEXT = {
+    "active": "Your Stripe account is ready: payouts will reach you.",
+    "pending_verification": "Thanks! Stripe is verifying your details.",
+    "onboarding": "Stripe still needs some details from you.",
+    "restricted": "Stripe needs more information before paying you out.",
+    "disabled": "Stripe has disabled this account. Please contact support.",
+}
+
+
+def _status_page(view: service.AccountView, refresh_href: str) -> str:
+    due = view.requirements_past_due + tuple(
+        r for r in view.requirements_currently_due if r not in view.requirements_past_due
+    )
+    items = "".join(f"<li>{html.escape(r)}</li>" for r in due)
+    more = ""
+    if view.status in ("onboarding", "restricted"):
+        more = f'<p><a href="{html.escape(refresh_href)}">Continue with Stripe</a></p>'
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Stripe account</title></head>"
+        f"<body><h1>Stripe account: {html.escape(view.status)}</h1>"
+        f"<p>{html.escape(_STATUS_TEXT.get(view.status, ''))}</p>"
+        + (f"<p>Stripe still needs:</p><ul>{items}</ul>" if items else "")
+        + more
+        + "</body></html>"
+    )
+
+
+@get("/coaches/me/onboarding/return", status_code=200)
+async def onboarding_return(
+    request: Request[Any, Any, Any], db: DbSession, ctx: AppCtx, token: LinkToken = None
+) -> Response[Any]:
+    """Stripe's ``return_url``: re-read the account and show its status (HTML, or JSON
+    when the client asks for it)."""
+    view = await service.complete_return(
+        db, token=token, gateway=ctx.gateway, settings=ctx.settings, now=ctx.clock.now()
+    )
+    if "application/json" in request.headers.get("accept", ""):
+        return Response(account_out(view), media_type=MediaType.JSON)
+    refresh_href = f"{service.REFRESH_PATH}?token={token or ''}"
+    return Response(_status_page(view, refresh_href), media_type=MediaType.HTML)
+
+
+@get("/coaches/me/account", guards=[require_role(Role.COACH)])
+async def my_account(db: DbSession, current_user: AuthUser, ctx: AppCtx) -> AccountOut:
+    """Status, what Stripe still needs, and an Express dashboard link once active."""
+    view = await service.get_account_view(db, coach_id=current_user.id, gateway=ctx.gateway)
+    return account_out(view)
+
+
+router = Router(
+    path="/v1",
+    route_handlers=[start_onboarding, refresh_onboarding, onboarding_return, my_account],
+)
