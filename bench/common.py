@@ -101,6 +101,12 @@ def checkpoint(url: str) -> None:
         pass  # not allowed for this role (needs pg_checkpoint): measure without it
 
 
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages: on a shared machine, how busy it was."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def machine_info(url: str) -> str:
     ram_kib = 0
     with open("/proc/meminfo") as f:

@@ -23,6 +23,7 @@ import json
 import multiprocessing
 import os
 import random
+import statistics
 import sys
 import time
 from collections import Counter
@@ -196,7 +197,7 @@ class Runner:
         self.runs += 1
         nprocs = min(workers, self.procs)
         per = [workers // nprocs + (1 if i < workers % nprocs else 0) for i in range(nprocs)]
-        start_at = time.time() + 1.0
+        start_at = time.time() + (3.0 if self.runs == 1 else 1.0)  # 1st: processes import
         specs = [
             Spec(self.url, path, self.accounts.stripe, self.accounts.fees, coaches, c, start_at,
                  seconds, f"{self.runs}.{i}")
@@ -300,7 +301,8 @@ def _ratio(a: float, b: float) -> float:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.ledger", description=__doc__.split("\n")[0])
     p.add_argument("--url", default=common.DEFAULT_URL, help="server to use (any database)")
-    p.add_argument("--seconds", type=int, default=10, help="duration of each point")
+    p.add_argument("--seconds", type=int, default=5, help="duration of each point")
+    p.add_argument("--repeat", type=int, default=3, help="interleaved rounds (median)")
     p.add_argument("--clients", default="1,4,16", help="worker counts, comma separated")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 s per point, 1 and 4")
     p.add_argument("--procs", type=int, default=os.cpu_count() or 1, help="client processes")
@@ -312,10 +314,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     if args.quick:
-        args.seconds, args.clients = 2, "1,4"
+        args.seconds, args.clients, args.repeat = 2, "1,4", 1
     args.clients = [int(c) for c in str(args.clients).split(",")]
     args.scale = args.scale or max(args.clients)
     return args
+
+
+VARIANTS = (  # name, path, attribute of Accounts
+    ("spread lean", "lean", "spread"),
+    ("hot lean", "lean", "hot"),
+    ("hot-slotted lean", "lean", "hot_slotted"),
+    ("spread session", "session", "spread"),
+    ("hot session", "session", "hot"),
+)
+
+
+def measure(args: argparse.Namespace, runner: Runner, pg_url: str, w: int) -> dict[str, float]:
+    """Median over ``--repeat`` rounds; each round runs pgbench and every variant in turn,
+    so load from elsewhere on a shared machine hits all of them alike."""
+    samples: dict[str, list[float]] = {}
+    for r in range(args.repeat):
+        common.checkpoint(pg_url)
+        tps = common.pgbench_run(pg_url, w, args.seconds, args.protocol)
+        samples.setdefault("pgbench", []).append(tps)
+        line = [f"pgbench {tps:.0f}"]
+        for name, path, attr in VARIANTS:
+            if attr == "hot_slotted" and args.coach_slots < 2:
+                continue
+            pt = runner.run(path, getattr(runner.accounts, attr), w)
+            samples.setdefault(name, []).append(pt.rate)
+            line.append(f"{name} {pt.rate:.0f} (client CPU {pt.client_cpu:.0%})")
+        print(f"{w:>3} workers, round {r + 1}: " + ", ".join(line), flush=True)
+    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,10 +353,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     slotted = args.coach_slots > 1
-    print(f"machine: {common.machine_info(args.url)}")
+    print(f"machine: {common.machine_info(args.url)}; load average {common.loadavg()}")
     print(
         f"client: {args.procs} spawned processes x asyncio connections; {args.seconds} s per "
-        f"point; pgbench -i -s {args.scale}, -M {args.protocol}, -j min(clients, 2)",
+        f"point, median of {args.repeat} interleaved rounds; pgbench -i -s {args.scale}, "
+        f"-M {args.protocol}, -j min(clients, 2)",
         flush=True,
     )
     pid = os.getpid()
@@ -341,41 +372,24 @@ def main(argv: list[str] | None = None) -> int:
         accounts = asyncio.run(create_accounts(url, args.coaches, args.coach_slots))
         runner = Runner(url, accounts, args.seconds, args.procs)
         try:
-            # Warm up both (caches, autovacuum after the loads), results discarded.
+            # Warm up both (process start, caches, autovacuum after the loads); discarded.
             common.pgbench_run(pg_url, max(args.clients), 2, args.protocol)
             runner.run("lean", accounts.spread, max(args.clients), seconds=2)
             for w in args.clients:
-                common.checkpoint(pg_url)
-                pg = common.pgbench_run(pg_url, w, args.seconds, args.protocol)
-                print(f"{w:>3} workers: pgbench {pg:.0f} tps", flush=True)
-                points = {}
-                for name, path, coaches in (
-                    ("spread lean", "lean", accounts.spread),
-                    ("hot lean", "lean", accounts.hot),
-                    ("hot-slotted lean", "lean", accounts.hot_slotted if slotted else []),
-                    ("spread session", "session", accounts.spread),
-                    ("hot session", "session", accounts.hot),
-                ):
-                    if not coaches:
-                        continue
-                    pt = points[name] = runner.run(path, coaches, w)
-                    print(
-                        f"{w:>3} workers: {name:<16} {pt.rate:>7.0f} payments/s"
-                        f" (client CPU {pt.client_cpu:.0%} of the machine)",
-                        flush=True,
-                    )
-                sl, ss = points["spread lean"].rate, points["spread session"].rate
-                hl, hs = points["hot lean"].rate, points["hot session"].rate
+                m = measure(args, runner, pg_url, w)
+                pg, sl, ss = m["pgbench"], m["spread lean"], m["spread session"]
+                hl, hs = m["hot lean"], m["hot session"]
                 main_rows.append([w, pg, sl, _ratio(sl, pg), ss, _ratio(ss, pg)])
                 row: list[object] = [w, sl, hl, _ratio(hl, sl), ss, hs, _ratio(hs, ss)]
                 if slotted:
-                    hsl = points["hot-slotted lean"].rate
+                    hsl = m["hot-slotted lean"]
                     row += [hsl, _ratio(hsl, sl)]
                 hot_rows.append(row)
         finally:
             runner.close()
         problems = verify(url, accounts, runner.total)
 
+    print(f"load average at the end {common.loadavg()}")
     print("\nspread (1,000 coaches, hot platform accounts in 16 slots) vs pgbench TPC-B")
     print(
         common.format_table(
