@@ -1,7 +1,169 @@
-"""Routes of this feature (stub created by the API skeleton; owned by the sessions engineer)."""
+"""A mentee's bookings: list (upcoming / past), cancel, retry, refund."""
 
 from __future__ import annotations
 
-from litestar import Router
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
-router = Router(path="/v1", route_handlers=[])
+import msgspec
+from litestar import Request, Router, get, post
+from litestar.params import Parameter
+
+from api.deps import AppCtx, AuthUser, DbSession, require_role
+from api.routes.sessions import BookingCreated, booking_created
+from core.errors import InvalidInput
+from core.money import MAX_AMOUNT
+from core.users import Role
+from sessions import booking as svc
+from sessions.audit import Actor
+from sessions.refunds import MAX_REASON, refund_booking
+
+Id = Annotated[int, Parameter(gt=0, le=2**63 - 1)]
+
+
+class RefundRequest(msgspec.Struct, forbid_unknown_fields=True):
+    amount: Annotated[int, msgspec.Meta(gt=0, le=MAX_AMOUNT)] | None = None
+    reason: Annotated[str, msgspec.Meta(max_length=MAX_REASON)] | None = None
+
+
+class RefundOut(msgspec.Struct):
+    id: int
+    booking_id: int
+    stripe_refund_id: str
+    amount: int
+    currency: str
+    platform_fee_part: int
+    coach_part: int
+    status: str
+
+
+class BookingOut(msgspec.Struct):
+    id: int
+    status: str
+    coaching_session_id: int
+    title: str
+    coach_id: int
+    starts_at: datetime
+    ends_at: datetime
+    amount: int
+    currency: str
+    amount_refunded: int
+    checkout_url: str | None
+    refundable_until: datetime
+    # To book the same coach again: POST /v1/sessions/{next_session_id}/bookings.
+    next_session_id: int | None
+
+
+class BookingList(msgspec.Struct):
+    upcoming: list[BookingOut]
+    past: list[BookingOut]
+
+
+def _out(v: svc.BookingView) -> BookingOut:
+    b, s = v.booking, v.session
+    return BookingOut(
+        id=b.id,
+        status=b.status,
+        coaching_session_id=s.id,
+        title=s.title,
+        coach_id=s.coach_id,
+        starts_at=s.starts_at,
+        ends_at=s.ends_at,
+        amount=b.amount,
+        currency=b.currency,
+        amount_refunded=b.amount_refunded,
+        checkout_url=b.checkout_url if b.status == "pending" else None,
+        refundable_until=s.starts_at - timedelta(hours=s.refund_window_hours),
+        next_session_id=v.next_session_id,
+    )
+
+
+def _actor(user: AuthUser) -> Actor:
+    return Actor.user(user.id, str(user.role))
+
+
+@get("/bookings", guards=[require_role(Role.MENTEE)])
+async def list_bookings(db: DbSession, current_user: AuthUser, ctx: AppCtx) -> BookingList:
+    upcoming, past = await svc.list_bookings(db, mentee_id=current_user.id, clock=ctx.clock)
+    return BookingList([_out(v) for v in upcoming], [_out(v) for v in past])
+
+
+@post(
+    "/bookings/{booking_id:int}/cancel",
+    status_code=200,
+    guards=[require_role(Role.MENTEE, Role.ADMIN)],
+)
+async def cancel_booking(
+    booking_id: Id, db: DbSession, current_user: AuthUser, ctx: AppCtx
+) -> BookingCreated:
+    b = await svc.cancel_booking(
+        db, booking_id=booking_id, actor=_actor(current_user), gateway=ctx.gateway, clock=ctx.clock
+    )
+    return booking_created(b)
+
+
+@post("/bookings/{booking_id:int}/retry", status_code=200, guards=[require_role(Role.MENTEE)])
+async def retry_booking(
+    booking_id: Id, db: DbSession, current_user: AuthUser, ctx: AppCtx
+) -> BookingCreated:
+    b = await svc.retry_booking(
+        db,
+        booking_id=booking_id,
+        actor=_actor(current_user),
+        gateway=ctx.gateway,
+        clock=ctx.clock,
+        settings=ctx.settings,
+    )
+    return booking_created(b)
+
+
+async def _refund_request(request: Request[Any, Any, Any]) -> RefundRequest:
+    body = await request.body()
+    if not body.strip():
+        return RefundRequest()
+    try:
+        return msgspec.json.decode(body, type=RefundRequest)
+    except msgspec.ValidationError as exc:
+        field = str(exc).rsplit("`$.", 1)[-1].rstrip("`") if "`$." in str(exc) else None
+        raise InvalidInput(str(exc), field=field) from None
+    except msgspec.DecodeError:
+        raise InvalidInput("request body is not valid JSON") from None
+
+
+@post(
+    "/bookings/{booking_id:int}/refund",
+    status_code=201,
+    guards=[require_role(Role.MENTEE, Role.COACH, Role.ADMIN)],
+    request_max_body_size=2048,
+)
+async def refund(
+    booking_id: Id,
+    request: Request[Any, Any, Any],
+    db: DbSession,
+    current_user: AuthUser,
+    ctx: AppCtx,
+) -> RefundOut:
+    """Full (no amount) or partial refund: the mentee within the window, the coach or an admin."""
+    data = await _refund_request(request)
+    row = await refund_booking(
+        db,
+        booking_id=booking_id,
+        actor=_actor(current_user),
+        amount=data.amount,
+        reason=data.reason,
+        gateway=ctx.gateway,
+        clock=ctx.clock,
+    )
+    return RefundOut(
+        id=row.id,
+        booking_id=row.booking_id,
+        stripe_refund_id=row.stripe_refund_id,
+        amount=row.amount,
+        currency=row.currency,
+        platform_fee_part=row.platform_fee_part,
+        coach_part=row.coach_part,
+        status=row.status,
+    )
+
+
+router = Router(path="/v1", route_handlers=[list_bookings, cancel_booking, retry_booking, refund])
