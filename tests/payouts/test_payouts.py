@@ -178,7 +178,7 @@ async def test_refund_after_payout_is_netted_by_the_next_payout(
     await tx.commit()
     clock.advance(timedelta(hours=2))
     await cycle(factory, stripe, clock, settings)
-    first, second = await payouts_of(tx, coach)
+    _first, second = await payouts_of(tx, coach)
     assert second.amount == 5000 and second.status == "paid"  # 80.00 - 30.00
     assert (await owed(tx, coach))["available"] == 0
     assert await trial_balance_is_zero(tx)
