@@ -6,7 +6,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select, text
@@ -64,15 +63,15 @@ async def test_refresh_url_redirects_to_a_new_link_without_a_bearer_token(
     assert links.call_count == 2
 
 
-@pytest.mark.parametrize("query", ["", "?token=", "?token=1.2.3", "?token=" + "9" * 300])
 async def test_refresh_and_return_with_bad_token_are_refused(
-    app_client: Client, stripe_mock: Any, query: str
+    app_client: Client, stripe_mock: Any
 ) -> None:
     links = stripe_mock.post("/v1/account_links").respond(200, json=account_link())
-    for path in ("/v1/coaches/me/onboarding/refresh", "/v1/coaches/me/onboarding/return"):
-        resp = await app_client.get(path + query, follow_redirects=False)
-        assert resp.status_code in (400, 403, 422), resp.text
-        assert "error" in resp.json()
+    for query in ["", "?token=", "?token=1.2.3", "?token=1.9999999999.ab", "?token=" + "9" * 300]:
+        for path in ("/v1/coaches/me/onboarding/refresh", "/v1/coaches/me/onboarding/return"):
+            resp = await app_client.get(path + query, follow_redirects=False)
+            assert resp.status_code in (400, 403, 422), (path, query, resp.text)
+            assert "error" in resp.json()
     assert links.call_count == 0
 
 
@@ -122,16 +121,16 @@ async def test_account_view_before_and_after_activation(
     assert after["dashboard_url"] == login_link()["url"]
 
 
-@pytest.mark.parametrize("role", ["mentee", "finance", "admin"])
 async def test_other_roles_cannot_onboard_or_read_a_coach_account(
-    app_client: Client, stripe_mock: Any, tokens: Tokens, clean_engine: AsyncEngine, role: str
+    app_client: Client, stripe_mock: Any, tokens: Tokens, clean_engine: AsyncEngine
 ) -> None:
     create, _ = mock_onboarding(stripe_mock)
-    resp = await app_client.post("/v1/coaches/me/onboarding", headers=tokens.headers(role))
-    assert resp.status_code == 403
-    assert resp.json()["error"] == "Forbidden"
-    resp = await app_client.get("/v1/coaches/me/account", headers=tokens.headers(role))
-    assert resp.status_code == 403
+    for role in ("mentee", "finance", "admin"):
+        resp = await app_client.post("/v1/coaches/me/onboarding", headers=tokens.headers(role))
+        assert resp.status_code == 403, role
+        assert resp.json()["error"] == "Forbidden"
+        resp = await app_client.get("/v1/coaches/me/account", headers=tokens.headers(role))
+        assert resp.status_code == 403, role
     assert create.call_count == 0
     assert await count(clean_engine, CoachProfile) == 0
 
@@ -156,31 +155,32 @@ async def test_a_coach_sees_only_their_own_account(
     assert peek.status_code == 403
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        b"{",
-        b"[]",
-        b'"US"',
-        b'{"country": "usa"}',
-        b'{"country": "us"}',
-        b'{"country": 1}',
-        b'{"country": null}',
-        b'{"country": "US", "type": "standard"}',
-        b'{"country": "' + b"A" * 3000 + b'"}',
-    ],
-)
+BAD_BODIES = [
+    b"{",
+    b"[]",
+    b'"US"',
+    b'{"country": "usa"}',
+    b'{"country": "us"}',
+    b'{"country": 1}',
+    b'{"country": null}',
+    b'{"country": "US", "type": "standard"}',
+    b'{"country": "' + b"A" * 3000 + b'"}',
+    b"\xff\xfe",
+]
+
+
 async def test_bad_onboarding_body_is_refused_and_writes_nothing(
-    app_client: Client, stripe_mock: Any, tokens: Tokens, clean_engine: AsyncEngine, body: bytes
+    app_client: Client, stripe_mock: Any, tokens: Tokens, clean_engine: AsyncEngine
 ) -> None:
     create, _ = mock_onboarding(stripe_mock)
-    resp = await app_client.post(
-        "/v1/coaches/me/onboarding",
-        headers={**tokens.headers("coach"), "Content-Type": "application/json"},
-        content=body,
-    )
-    assert 400 <= resp.status_code < 500, resp.text
-    assert "error" in resp.json()
+    for body in BAD_BODIES:
+        resp = await app_client.post(
+            "/v1/coaches/me/onboarding",
+            headers={**tokens.headers("coach"), "Content-Type": "application/json"},
+            content=body,
+        )
+        assert resp.status_code == 422, (body, resp.text)
+        assert "error" in resp.json()
     assert create.call_count == 0
     assert await count(clean_engine, ConnectAccount) == 0
 
