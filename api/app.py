@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.types import (
+    ControllerRouterHandler,
+    LifeSpanReceive,
+    LifeSpanScope,
+    LifeSpanSend,
+    Receive,
+    Scope,
+    Send,
+)
 
 from api.deps import dependencies
 from api.errors import EXCEPTION_HANDLERS
-from api.logs import configure_logging, request_id_middleware
+from api.logs import configure_logging, with_request_id
 from api.routes import ROUTERS
 from api.runtime import Runtime
 from core.settings import Settings, load_settings
@@ -20,11 +30,34 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 
 
-def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Litestar:
-    """The app over ``runtime`` (started on startup; stopped on shutdown only if built here)."""
+class CoachpayApp(Litestar):
+    """Litestar with the request id wrapped around everything, 404s included."""
+
+    async def __call__(
+        self,
+        scope: Scope | LifeSpanScope,
+        receive: Receive | LifeSpanReceive,
+        send: Send | LifeSpanSend,
+    ) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        await with_request_id(super().__call__, scope, receive, send)  # type: ignore[arg-type]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    stop_runtime: bool | None = None,
+    extra_route_handlers: Sequence[ControllerRouterHandler] = (),
+) -> Litestar:
+    """The app over ``runtime``, started on startup (if not yet) and stopped on shutdown
+    when ``stop_runtime`` (default: only a runtime built here), so tests can share one.
+    ``extra_route_handlers``: more routes (test-only routes, plugins)."""
     settings = settings or load_settings()
     configure_logging(settings.log_level)
-    owns_runtime = runtime is None
+    owns_runtime = runtime is None if stop_runtime is None else stop_runtime
     rt = runtime or Runtime(settings)
 
     async def on_startup(app: Litestar) -> None:
@@ -36,11 +69,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         if owns_runtime:
             await rt.stop()
 
-    return Litestar(
-        route_handlers=list(ROUTERS),
+    return CoachpayApp(
+        route_handlers=[*ROUTERS, *extra_route_handlers],
         dependencies=dependencies(),
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_id_middleware],
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         openapi_config=OpenAPIConfig(

@@ -13,7 +13,7 @@ from typing import Any
 
 from litestar import Request
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import CurrentUser, claims_of, require_role
@@ -22,7 +22,10 @@ from core.users import Role, provision_user
 
 __all__ = [
     "AppContext",
+    "AppCtx",
+    "AuthUser",
     "CurrentUser",
+    "DbSession",
     "Role",
     "dependencies",
     "provide_ctx",
@@ -30,6 +33,12 @@ __all__ = [
     "provide_db",
     "require_role",
 ]
+
+# Annotate handler parameters with these (Litestar 3 drops inferred dependencies):
+# ``async def h(data: In, db: DbSession, current_user: AuthUser, ctx: AppCtx) -> Out``.
+DbSession = NamedDependency[AsyncSession]
+AuthUser = NamedDependency[CurrentUser]
+AppCtx = NamedDependency[AppContext]
 
 
 def provide_ctx(state: State) -> AppContext:
@@ -39,7 +48,7 @@ def provide_ctx(state: State) -> AppContext:
     return ctx
 
 
-async def provide_db(ctx: AppContext) -> AsyncGenerator[AsyncSession, None]:
+async def provide_db(ctx: AppCtx) -> AsyncGenerator[AsyncSession, None]:
     """One transaction per request, committed before the response is sent."""
     async with ctx.factory() as session:
         await session.begin()
@@ -52,7 +61,7 @@ async def provide_db(ctx: AppContext) -> AsyncGenerator[AsyncSession, None]:
             await session.commit()
 
 
-async def provide_current_user(request: Request[Any, Any, Any], ctx: AppContext) -> CurrentUser:
+async def provide_current_user(request: Request[Any, Any, Any], ctx: AppCtx) -> CurrentUser:
     claims = claims_of(request, ctx.settings)
     # Provisioned in a short transaction of its own: the upsert locks the
     # user's row, which must not be held for the whole request.

@@ -66,43 +66,42 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def request_id_middleware(app: ASGIApp) -> ASGIApp:
-    """Accept a sane ``X-Request-ID`` or make one; echo it; log one access line per request."""
+async def with_request_id(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Accept a sane ``X-Request-ID`` or make one; echo it; log one access line per request.
 
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _VALID_ID.match(incoming) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        token = _request_id.set(request_id)
-        started = time.perf_counter()
-        status: list[int] = [0]
+    Wraps the whole app (not a route middleware) so that 404s and 405s,
+    which never reach a route, get an id too."""
+    if scope["type"] != "http":
+        await app(scope, receive, send)
+        return
+    incoming = _header(scope, b"x-request-id")
+    request_id = incoming if incoming and _VALID_ID.match(incoming) else uuid.uuid4().hex
+    scope.setdefault("state", {})["request_id"] = request_id
+    token = _request_id.set(request_id)
+    started = time.perf_counter()
+    status: list[int] = [0]
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message["headers"] = headers
-            await send(message)
+    async def send_with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            status[0] = message["status"]
+            headers = list(message.get("headers", []))
+            headers.append((b"x-request-id", request_id.encode()))
+            message["headers"] = headers
+        await send(message)
 
-        try:
-            await app(scope, receive, send_with_id)
-        finally:
-            access_log.info(
-                "request",
-                extra={
-                    "method": scope.get("method"),
-                    "path": scope.get("path"),
-                    "status": status[0],
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                },
-            )
-            _request_id.reset(token)
-
-    return middleware
+    try:
+        await app(scope, receive, send_with_id)
+    finally:
+        access_log.info(
+            "request",
+            extra={
+                "method": scope.get("method"),
+                "path": scope.get("path"),
+                "status": status[0],
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+        _request_id.reset(token)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

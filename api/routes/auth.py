@@ -12,13 +12,14 @@ from litestar.response import Redirect
 
 from api.auth import SESSION_COOKIE, AuthenticationFailed, decode_token
 from api.context import AppContext
+from api.deps import AppCtx
 
 MAX_TOKEN_LENGTH = 4096
 
 
 class SessionRequest(msgspec.Struct):
     token: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TOKEN_LENGTH)]
-    next: Annotated[str | None, msgspec.Meta(max_length=2000)] = None
+    next: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
 
 
 class SessionInfo(msgspec.Struct):
@@ -59,7 +60,7 @@ async def _session_request(request: Request[Any, Any, Any]) -> tuple[SessionRequ
 
 
 @post("/session", status_code=200, request_max_body_size=16 * 1024)
-async def sign_in(request: Request[Any, Any, Any], ctx: AppContext) -> Response[Any]:
+async def sign_in(request: Request[Any, Any, Any], ctx: AppCtx) -> Response[Any]:
     """Validate a token (form field or JSON ``{"token"}``) and keep it in an HttpOnly cookie."""
     data, is_form = await _session_request(request)
     claims = decode_token(ctx.settings, data.token)
@@ -70,7 +71,7 @@ async def sign_in(request: Request[Any, Any, Any], ctx: AppContext) -> Response[
 
 
 @post("/logout", status_code=200)
-async def sign_out(request: Request[Any, Any, Any], ctx: AppContext) -> Response[Any]:
+async def sign_out(request: Request[Any, Any, Any], ctx: AppCtx) -> Response[Any]:
     cookie = _cookie(ctx, "", 0)
     if request.headers.get("content-type", "").startswith(RequestEncodingType.URL_ENCODED.value):
         return Redirect("/", status_code=303, cookies=[cookie])

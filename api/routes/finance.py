@@ -1,7 +1,347 @@
-"""Routes of this feature (stub created by the API skeleton; owned by the finance engineer)."""
+"""Finance staff endpoints (finance and admin roles): summary, transactions, payouts,
+trial balance, reconciliation. JSON, or CSV with ``Accept: text/csv`` (or ``?format=csv``)."""
 
 from __future__ import annotations
 
-from litestar import Router
+import logging
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-router = Router(path="/v1", route_handlers=[])
+from litestar import Response, Router, get
+from litestar.params import HeaderParameter, QueryParameter
+from litestar.response import Stream
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api import finance_views as fv
+from api.auth import require_role
+from api.context import AppContext
+from api.deps import AppCtx, DbSession
+from core.errors import InvalidInput
+from core.money import format_amount
+from core.users import Role
+from ledger.models import Earning
+from ledger.reconciliation import reconcile_period
+from ledger.report_summary import summary, totals
+from ledger.reports import (
+    MAX_PAGE,
+    TransactionFilter,
+    decode_cursor,
+    encode_cursor,
+    iter_transactions,
+    list_transactions,
+    trial_balance,
+)
+from payouts.models import Payout
+
+log = logging.getLogger(__name__)
+
+
+class CsvStream(Stream):
+    """A Stream whose own media type wins (Litestar 2 prefers the handler's for a Stream)."""
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["media_type"] = self.media_type
+        return super().to_asgi_response(*args, **kwargs)
+
+
+# Bounds one reconciliation's memory; a larger period is asked to be split.
+MAX_BALANCE_TRANSACTIONS = 20_000
+MAX_BIGINT = 2**63 - 1
+CSV = "text/csv"
+
+# Query strings are parsed here, not by Litestar, so that every bad value is a
+# 422 naming its parameter with one message style.
+Q = Annotated[str | None, QueryParameter(max_length=fv.MAX_PARAM)]
+From = Annotated[str | None, QueryParameter(query="from")]  # length checked in parse_time
+To = Annotated[str | None, QueryParameter(query="to")]
+Accept = Annotated[str | None, HeaderParameter(header="accept")]
+Fmt = Annotated[str | None, QueryParameter(max_length=8)]
+
+
+def _int(value: str | None, field: str, *, lo: int, hi: int, default: int | None) -> int | None:
+    if value is None or value == "":
+        return default
+    if len(value) > 20 or not value.lstrip("-").isdigit():
+        raise InvalidInput("must be an integer", field=field)
+    n = int(value)
+    if not lo <= n <= hi:
+        raise InvalidInput(f"must be between {lo} and {hi}", field=field)
+    return n
+
+
+def _csv_response(body: bytes, name: str) -> Response[bytes]:
+    headers = {"Content-Disposition": f'attachment; filename="{name}.csv"'}
+    return Response(body, media_type=CSV, headers=headers)
+
+
+@get("/summary")
+async def get_summary(
+    db: DbSession,
+    start: From = None,
+    end: To = None,
+    currency: Q = None,
+    group: Annotated[str, QueryParameter(max_length=fv.MAX_PARAM)] = "none",
+    accept: Accept = None,
+    format: Fmt = None,
+) -> Any:
+    """Gross volume, fees, revenue, refunds, disputes, payouts, coach balances; by period."""
+    s, e = fv.parse_period(start, end)
+    cur = fv.parse_currency(currency)
+    as_csv = fv.wants_csv(accept, format)
+    rows = await summary(db, start=s, end=e, currency=cur, group=group)
+    grouped = group != "none"
+    out: dict[str, Any] = {
+        "from": s.isoformat() if s else None,
+        "to": e.isoformat() if e else None,
+        "currency": cur,
+        "group": group,
+        "totals": [fv.summary_json(r) for r in (totals(rows) if grouped else rows)],
+        "periods": [fv.summary_json(r) for r in rows] if grouped else [],
+    }
+    if as_csv:
+        data = out["periods"] if grouped else out["totals"]
+        columns = ["currency", "period_start", "payments", *fv.SUMMARY_AMOUNTS]
+        return _csv_response(fv.csv_of(data, columns), "summary")
+    return out
+
+
+def _filter(
+    type: str | None, coach_id: str | None, currency: str | None, start: str | None, end: str | None
+) -> TransactionFilter:
+    s, e = fv.parse_period(start, end)
+    coach = _int(coach_id, "coach_id", lo=1, hi=MAX_BIGINT, default=None)
+    return TransactionFilter(
+        type=fv.parse_type(type),
+        coach_id=coach,
+        currency=fv.parse_currency(currency),
+        start=s,
+        end=e,
+    )
+
+
+async def _snapshot_rows(ctx: AppContext, filters: TransactionFilter) -> AsyncIterator[list[Any]]:
+    # Its own session: the request's is closed once the handler returns, and a
+    # stream outlives it. One snapshot, so pages never see a half-posted change.
+    try:
+        async with ctx.factory() as session, session.begin():
+            await session.execute(
+                text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            )
+            async for row in iter_transactions(session, filters):
+                yield [getattr(row, c) for c in fv.TX_COLUMNS]
+    except Exception:
+        # The status line is sent already: all that is left is to log and cut the body short.
+        log.exception("CSV export of transactions failed")
+        raise
+
+
+@get("/transactions")
+async def get_transactions(
+    db: DbSession,
+    ctx: AppCtx,
+    type: Q = None,
+    coach_id: Q = None,
+    currency: Q = None,
+    start: From = None,
+    end: To = None,
+    limit: Q = None,
+    cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
+    accept: Accept = None,
+    format: Fmt = None,
+) -> Any:
+    """The Transaction view, oldest first, paginated by ``cursor``; CSV streams the whole range."""
+    filters = _filter(type, coach_id, currency, start, end)
+    size = _int(limit, "limit", lo=1, hi=MAX_PAGE, default=100)
+    after = decode_cursor(cursor) if cursor else None
+    if fv.wants_csv(accept, format):
+        headers = {"Content-Disposition": 'attachment; filename="transactions.csv"'}
+        body = fv.csv_stream(fv.TX_COLUMNS, _snapshot_rows(ctx, filters))
+        return CsvStream(body, media_type=CSV, headers=headers)
+    assert size is not None
+    page = await list_transactions(db, filters, after=after, limit=size)
+    full = len({r.id for r in page}) == size
+    last = page[-1] if page else None
+    return {
+        "data": [fv.transaction_json(r) for r in page],
+        "next_cursor": encode_cursor(last.occurred_at, last.id) if full and last else None,
+    }
+
+
+@get("/payouts")
+async def get_payouts(
+    db: DbSession,
+    state_: Annotated[str | None, QueryParameter(query="state")] = None,
+    coach_id: Q = None,
+    limit: Q = None,
+    cursor: Q = None,
+    accept: Accept = None,
+    format: Fmt = None,
+) -> Any:
+    """Payouts newest first: state, coach, transfer, and the earnings each paid."""
+    rows = await payouts_view(
+        db,
+        state=state_,
+        coach_id=_int(coach_id, "coach_id", lo=1, hi=MAX_BIGINT, default=None),
+        limit=_int(limit, "limit", lo=1, hi=MAX_PAGE, default=100) or 100,
+        before=_int(cursor, "cursor", lo=1, hi=MAX_BIGINT, default=None),
+    )
+    if fv.wants_csv(accept, format):
+        columns = ["id", "coach_id", "currency", "amount", "state", "transfer", "created_at",
+                   "settled_at", "failed_at", "failure_reason", "earning_ids"]  # fmt: skip
+        flat = [{**r, "earning_ids": " ".join(str(e["id"]) for e in r["earnings"])} for r in rows]
+        return _csv_response(fv.csv_of(flat, columns), "payouts")
+    return {"data": rows, "next_cursor": str(rows[-1]["id"]) if rows else None}
+
+
+PAYOUT_STATES = ("pending", "waiting_funds", "paid", "failed")
+
+
+async def payouts_view(
+    db: AsyncSession,
+    *,
+    state: str | None = None,
+    coach_id: int | None = None,
+    limit: int = 100,
+    before: int | None = None,
+) -> list[dict[str, Any]]:
+    if state not in (None, "", *PAYOUT_STATES):
+        raise InvalidInput(f"one of {', '.join(PAYOUT_STATES)}", field="state")
+    q = select(Payout).order_by(Payout.id.desc()).limit(limit)
+    if state:
+        q = q.where(Payout.status == state)
+    if coach_id is not None:
+        q = q.where(Payout.coach_id == coach_id)
+    if before is not None:
+        q = q.where(Payout.id < before)
+    payouts = (await db.execute(q)).scalars().all()
+    earnings: dict[int, list[dict[str, Any]]] = {}
+    if payouts:
+        found = await db.execute(
+            select(Earning)
+            .where(Earning.payout_id.in_([p.id for p in payouts]))
+            .order_by(Earning.id)
+        )
+        for er in found.scalars():
+            assert er.payout_id is not None
+            earnings.setdefault(er.payout_id, []).append(
+                fv.with_display(
+                    {
+                        "id": er.id,
+                        "booking_id": er.booking_id,
+                        "gross": er.gross,
+                        "platform_fee": er.platform_fee,
+                        "amount": er.amount,
+                        "currency": er.currency,
+                    },
+                    er.currency,
+                    ("gross", "platform_fee", "amount"),
+                )
+            )
+    return [_payout_json(p, earnings.get(p.id, [])) for p in payouts]
+
+
+def _payout_json(p: Payout, earnings: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def iso(v: datetime | None) -> str | None:
+        return v.isoformat() if v else None
+
+    return {
+        "id": p.id,
+        "coach_id": p.coach_id,
+        "currency": p.currency,
+        "amount": p.amount,
+        "amount_display": format_amount(p.amount, p.currency),
+        "state": p.status,
+        "transfer": p.stripe_transfer_id,
+        "destination": p.destination,
+        "attempts": p.attempts,
+        "last_error": p.last_error,
+        "failure_reason": p.failure_reason,
+        "reversed_amount": p.reversed_amount,
+        "created_at": iso(p.created_at),
+        "settled_at": iso(p.settled_at),
+        "failed_at": iso(p.failed_at),
+        "earnings": list(earnings),
+    }
+
+
+@get("/trial-balance")
+async def get_trial_balance(
+    db: DbSession,
+    currency: Q = None,
+    verify: Annotated[bool, QueryParameter()] = False,
+    accept: Accept = None,
+    format: Fmt = None,
+) -> Any:
+    """Every account's balance (debit positive); the sum per currency is zero."""
+    tb = await trial_balance(db, currency=fv.parse_currency(currency), verify=verify)
+    lines = [fv.trial_line_json(line) for line in tb.lines]
+    if fv.wants_csv(accept, format):
+        columns = ["account_id", "account", "owner_type", "owner_id", "kind", "currency",
+                   "debit", "credit", "balance", "entries_sum"]  # fmt: skip
+        return _csv_response(fv.csv_of(lines, columns), "trial-balance")
+    return {
+        "balanced": tb.balanced,
+        "totals": {c: {"sum": v, "sum_display": format_amount(v, c)} for c, v in tb.totals.items()},
+        "accounts": lines,
+    }
+
+
+async def reconciliation_report(
+    db: AsyncSession, ctx: AppContext, start: datetime | None, end: datetime | None
+) -> dict[str, Any]:
+    """Fetch Stripe's balance transactions for the period and match them to the ledger."""
+    bts = []
+    async for bt in ctx.gateway.iter_balance_transactions(
+        created_gte=int(start.timestamp()) if start else None,
+        created_lt=int(end.timestamp()) if end else None,
+    ):
+        bts.append(bt)
+        if len(bts) > MAX_BALANCE_TRANSACTIONS:
+            raise InvalidInput(
+                f"more than {MAX_BALANCE_TRANSACTIONS} balance transactions: narrow the period",
+                field="from",
+            )
+    rec = await reconcile_period(db, bts, start=start, end=end)
+    out = fv.reconciliation_json(rec)
+    out.update(
+        {
+            "from": start.isoformat() if start else None,
+            "to": end.isoformat() if end else None,
+            "checked_at": datetime.now(UTC).isoformat(),
+        }
+    )
+    return out
+
+
+@get("/reconciliation")
+async def get_reconciliation(
+    db: DbSession,
+    ctx: AppCtx,
+    start: From = None,
+    end: To = None,
+    accept: Accept = None,
+    format: Fmt = None,
+) -> Any:
+    """The ledger against Stripe's balance transactions: matched, missing, differences."""
+    s, e = fv.parse_period(start, end)
+    as_csv = fv.wants_csv(accept, format)
+    out = await reconciliation_report(db, ctx, s, e)
+    if as_csv:
+        return _csv_response(fv.reconciliation_csv(out), "reconciliation")
+    return out
+
+
+router = Router(
+    path="/v1/finance",
+    guards=[require_role(Role.FINANCE, Role.ADMIN)],
+    route_handlers=[
+        get_summary,
+        get_transactions,
+        get_payouts,
+        get_trial_balance,
+        get_reconciliation,
+    ],
+    tags=["finance"],
+)

@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from sqlalchemy import text
 
 from api.context import AppContext
+from api.deps import AppCtx
 from core.stripe_gateway import StripeGateway
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ async def _database_ok(ctx: AppContext) -> bool:
 
 
 @get("/health")
-async def health(ctx: AppContext, state: State) -> Response[dict[str, str]]:
+async def health(ctx: AppCtx, state: State) -> Response[dict[str, str]]:
     probe = state.get("stripe_probe")
     if not isinstance(probe, StripeProbe):
         probe = StripeProbe(ctx.probe_gateway or ctx.gateway)

@@ -10,6 +10,7 @@ from litestar import Request, Response, Router, post
 from litestar.background_tasks import BackgroundTask
 
 from api.context import AppContext
+from api.deps import AppCtx
 from core.inbox import Endpoint, event_row_id, process_event, store_event
 from core.stripe_webhooks import construct_event
 
@@ -59,15 +60,13 @@ async def _receive(
 
 @post("/webhooks/stripe", status_code=200, request_max_body_size=MAX_WEBHOOK_BYTES)
 async def platform_webhook(
-    request: Request[Any, Any, Any], ctx: AppContext
+    request: Request[Any, Any, Any], ctx: AppCtx
 ) -> Response[WebhookReceipt]:
     return await _receive(request, ctx, "platform")
 
 
 @post("/webhooks/stripe/connect", status_code=200, request_max_body_size=MAX_WEBHOOK_BYTES)
-async def connect_webhook(
-    request: Request[Any, Any, Any], ctx: AppContext
-) -> Response[WebhookReceipt]:
+async def connect_webhook(request: Request[Any, Any, Any], ctx: AppCtx) -> Response[WebhookReceipt]:
     return await _receive(request, ctx, "connect")
 
 

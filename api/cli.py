@@ -1,0 +1,211 @@
+"""``coachpay``: serve, worker, payouts run, db upgrade, demo, token, stripe-emulator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from core.errors import ConfigurationError
+from core.settings import Settings, load_settings
+from core.users import ROLES
+
+log = logging.getLogger("coachpay.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="coachpay", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the web app (and the jobs)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--no-jobs", action="store_true", help="do not run the scheduled jobs")
+    sub.add_parser("worker", help="run only the scheduled jobs")
+    payouts = sub.add_parser("payouts", help="payout operations")
+    payouts_sub = payouts.add_subparsers(dest="payouts_command", required=True)
+    payouts_sub.add_parser("run", help="run one release + payout cycle now")
+    db = sub.add_parser("db", help="database operations")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply the migrations")
+    demo = sub.add_parser("demo", help="seed a demo marketplace")
+    demo.add_argument("--serve", action="store_true", help="serve the app afterwards")
+    token = sub.add_parser("token", help="print a bearer token")
+    token.add_argument("--sub", required=True)
+    token.add_argument("--role", required=True, choices=sorted(ROLES))
+    token.add_argument("--ttl-minutes", type=int)
+    emu = sub.add_parser("stripe-emulator", help="run the Stripe emulator")
+    emu.add_argument("--port", type=int)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, rest = _parser().parse_known_args(argv)
+    if rest and args.command != "stripe-emulator":
+        _parser().error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        print(f"coachpay: {exc.detail}", file=sys.stderr)
+        return 2
+    if args.command == "token":
+        return _token(settings, args)
+    from api.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    try:
+        command: Callable[[Settings, argparse.Namespace, list[str]], int] = _COMMANDS[args.command]
+        return command(settings, args, rest)
+    except ConfigurationError as exc:
+        print(f"coachpay: {exc.detail}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from api.auth import mint_token
+
+    ttl = args.ttl_minutes if args.ttl_minutes is not None else settings.jwt_ttl_minutes
+    if ttl < 1:
+        print("coachpay: --ttl-minutes must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        print(mint_token(settings, args.sub, args.role, timedelta(minutes=ttl)))
+    except ValueError as exc:
+        print(f"coachpay: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
+    host = args.host or settings.host
+    port = args.port or settings.port
+    if "public_url" not in settings.model_fields_set:
+        # Webhooks from the emulator come back to where we actually listen.
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        settings = settings.model_copy(update={"public_url": f"http://{shown}:{port}"})
+    return _run_server(settings, host, port, jobs=settings.run_jobs and not args.no_jobs)
+
+
+def _run_server(settings: Settings, host: str, port: int, *, jobs: bool) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from api.runtime import Runtime
+
+    app = create_app(settings, runtime=Runtime(settings, jobs=jobs), stop_runtime=True)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _with_runtime(
+    settings: Settings, body: Callable[[Any], Awaitable[int]], *, jobs: bool = False
+) -> int:
+    from api.runtime import Runtime
+
+    async def run() -> int:
+        runtime = Runtime(settings, jobs=jobs)
+        await runtime.start()
+        try:
+            return await body(runtime)
+        finally:
+            await runtime.stop()
+
+    return asyncio.run(run())
+
+
+def _worker(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
+    async def body(runtime: Any) -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        log.info("worker running; Ctrl-C to stop")
+        await stop.wait()
+        return 0
+
+    return _with_runtime(settings, body, jobs=True)
+
+
+def _payouts(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
+    try:
+        run_cycle = importlib.import_module("payouts.jobs").run_cycle
+    except (ImportError, AttributeError):
+        print("coachpay: payouts.jobs.run_cycle is not available yet", file=sys.stderr)
+        return 1
+
+    async def body(runtime: Any) -> int:
+        ctx = runtime.context
+        result = await run_cycle(
+            ctx.factory, gateway=ctx.gateway, clock=ctx.clock, settings=ctx.settings
+        )
+        print(result)
+        return 0
+
+    return _with_runtime(settings, body)
+
+
+def _db(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
+    from migrations.runner import upgrade
+
+    url = settings.database_url
+    if url is None:
+        from core.embedded import embedded_database_url
+
+        url = embedded_database_url(settings.data_dir)
+    upgrade(url)
+    print("database at the latest revision")
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
+    try:
+        run_demo = importlib.import_module("api.demo").run_demo
+    except (ImportError, AttributeError):
+        print("coachpay demo: not available yet (api.demo.run_demo is missing)")
+        return 1
+
+    async def body(runtime: Any) -> int:
+        result = await run_demo(runtime, serve=args.serve)
+        return int(result) if isinstance(result, int) else 0
+
+    return _with_runtime(settings, body)
+
+
+def _stripe_emulator(settings: Settings, args: argparse.Namespace, rest: list[str]) -> int:
+    emulator_cli = importlib.import_module("emulator.cli")
+    argv = ["--port", str(args.port or settings.emulator_port)]
+    argv += [
+        "--platform-webhook-url",
+        f"{settings.public_url.rstrip('/')}/v1/webhooks/stripe",
+        "--connect-webhook-url",
+        f"{settings.public_url.rstrip('/')}/v1/webhooks/stripe/connect",
+        "--platform-secret",
+        settings.stripe_webhook_secret.get_secret_value(),
+        "--connect-secret",
+        settings.stripe_connect_webhook_secret.get_secret_value(),
+    ]
+    result = emulator_cli.main(argv + rest)
+    return int(result or 0)
+
+
+_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace, list[str]], int]] = {
+    "serve": _serve,
+    "worker": _worker,
+    "payouts": _payouts,
+    "db": _db,
+    "demo": _demo,
+    "stripe-emulator": _stripe_emulator,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())
