@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests/api/conftest.py)
 """End to end through the HTTP API and the in-process Stripe emulator.
 
 The emulator keeps its events (no webhook URL); the test delivers each one to
@@ -48,6 +49,13 @@ def emulator() -> Iterator[EmulatorServer]:
     server = EmulatorServer(seed=5).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_emulator(emulator: EmulatorServer) -> None:
+    # The database is truncated per test (ids restart at 1), so Stripe must
+    # forget the idempotency keys derived from those ids too.
+    emulator.control("POST", "reset")
 
 
 @pytest.fixture
@@ -193,3 +201,66 @@ async def test_onboard_publish_book_pay_webhook(
     # The session shows the seat taken.
     r = await app_client.get(f"/v1/sessions/{session['id']}", headers=mentee)
     assert r.json()["seats_taken"] == 1 and r.json()["seats_left"] == 2
+
+
+async def test_race_for_last_seat_and_late_payment_refunded(
+    app_client: Client,
+    emulator: EmulatorServer,
+    stripe_signer: StripeSigner,
+    tokens: Tokens,
+    api_clock: Any,
+    clean_engine: AsyncEngine,
+) -> None:
+    import asyncio
+
+    stripe = Stripe(emulator, app_client, stripe_signer)
+    coach = await onboard_coach(app_client, stripe, tokens, "coach-race")
+    session = await publish(app_client, coach, api_clock, capacity=1)
+    url = f"/v1/sessions/{session['id']}/bookings"
+    mentees = [tokens.headers("mentee", f"racer-{i}") for i in range(20)]
+    for h in mentees:  # provision first, so the race is only about the seat
+        assert (await app_client.get("/v1/bookings", headers=h)).status_code == 200
+    answers = await asyncio.gather(*(app_client.post(url, headers=h) for h in mentees))
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [201] + [409] * 19, codes
+    winner = next(r.json() for r in answers if r.status_code == 201)
+
+    # The winner's checkout lapses on our side; someone else takes the seat and pays.
+    api_clock.advance(timedelta(minutes=40))
+    other = tokens.headers("mentee", "racer-late-taker")
+    r = await app_client.post(url, headers=other)
+    assert r.status_code == 201, r.text
+    taker = r.json()
+    emulator.control("POST", f"checkout/sessions/{taker['checkout_session_id']}/pay", {})
+    await stripe.flush()
+    # Now the winner pays their still-open Checkout Session: the seat is gone.
+    emulator.control("POST", f"checkout/sessions/{winner['checkout_session_id']}/pay", {})
+    await stripe.flush()
+
+    async with clean_engine.connect() as conn:
+        rows = dict(
+            (await conn.execute(text("SELECT id, status FROM bookings"))).all()  # type: ignore[arg-type]
+        )
+        causes = (
+            (
+                await conn.execute(
+                    text("SELECT cause FROM booking_events WHERE booking_id = :b"),
+                    {"b": winner["id"]},
+                )
+            )
+            .scalars()
+            .all()
+        )
+        refunds = (
+            await conn.execute(text("SELECT stripe_refund_id, amount, source FROM refunds"))
+        ).all()
+    assert rows[taker["id"]] == "paid"
+    assert rows[winner["id"]] == "refunded"
+    assert "auto_refund:seat_taken" in causes
+    assert len(refunds) == 1 and refunds[0][1] == 10000 and refunds[0][2] == "auto"
+    assert refunds[0][0] in emulator.state.refunds  # refunded at Stripe too
+    balances = await sums(clean_engine)
+    assert sum(balances.values()) == 0
+    assert balances["coach/pending"] == -8000  # only the honoured payment
+    assert balances["platform/fee_revenue"] == -2000
+    assert balances["platform/processing_fees"] == 640  # Stripe keeps both fees
