@@ -14,7 +14,6 @@ the freshest state.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,12 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from connect.errors import AccountDisabled, CoachNotFound, ConnectAccountNotFound, NotACoach
 from connect.links import sign_link_token, verify_link_token
 from connect.models import CoachProfile, ConnectAccount
-from connect.profile import get_profile, update_profile
+from connect.profile import PayoutEligibility, get_profile, payout_eligibility, update_profile
 from connect.status import derive_status
+from connect.sync import SyncResult, apply_stripe_state, refresh_account, sync_account
 from core import audit
 from core.stripe_errors import StripeOutcomeUnknown, StripeRefused
 from core.stripe_gateway import idempotency_key
-from core.stripe_types import StripeAccount
 from core.users import Role, get_user
 
 if TYPE_CHECKING:
@@ -43,12 +42,14 @@ if TYPE_CHECKING:
 __all__ = [
     "AccountView",
     "OnboardingLink",
+    "PayoutEligibility",
     "SyncResult",
     "account_for_coach",
     "derive_status",
     "ensure_profile",
     "get_account_view",
     "get_profile",
+    "payout_eligibility",
     "refresh_account",
     "start_onboarding",
     "sync_account",
@@ -89,14 +90,6 @@ class AccountView:
     requirements_eventually_due: tuple[str, ...] = ()
     disabled_reason: str | None = None
     dashboard_url: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SyncResult:
-    account: ConnectAccount
-    previous_status: str
-    changed: bool
-    stale: bool = False
 
 
 # -- profiles ----------------------------------------------------------------
@@ -147,29 +140,6 @@ async def account_for_coach(
     return (await db.execute(stmt)).scalar_one_or_none()
 
 
-def _apply(row: ConnectAccount, acct: StripeAccount) -> None:
-    row.country = acct.country
-    row.default_currency = acct.default_currency.lower() if acct.default_currency else None
-    row.charges_enabled = acct.charges_enabled
-    row.payouts_enabled = acct.payouts_enabled
-    row.details_submitted = acct.details_submitted
-    row.transfers_capability = acct.transfers_capability
-    row.requirements_currently_due = list(acct.requirements_currently_due)
-    row.requirements_past_due = list(acct.requirements_past_due)
-    row.requirements_eventually_due = list(acct.requirements_eventually_due)
-    row.disabled_reason = acct.disabled_reason
-    row.status = derive_status(
-        charges_enabled=acct.charges_enabled,
-        payouts_enabled=acct.payouts_enabled,
-        details_submitted=acct.details_submitted,
-        transfers_capability=acct.transfers_capability,
-        currently_due=acct.requirements_currently_due,
-        past_due=acct.requirements_past_due,
-        disabled_reason=acct.disabled_reason,
-    )
-    row.raw = dataclasses.asdict(acct)
-
-
 def _link_urls(settings: Settings, coach_id: int, now: datetime) -> tuple[str, str]:
     token = quote(sign_link_token(coach_id, secret=_secret(settings), now=now), safe="")
     base = settings.public_url.rstrip("/")
@@ -211,7 +181,7 @@ async def start_onboarding(
         row = ConnectAccount(
             coach_id=coach_id, stripe_account_id=acct.id, created_at=now, updated_at=now
         )
-        _apply(row, acct)
+        apply_stripe_state(row, acct)
         row.synced_at = now
         db.add(row)
         await db.flush()
@@ -271,80 +241,6 @@ async def complete_return(
         raise ConnectAccountNotFound("onboarding has not been started")
     await refresh_account(db, stripe_account_id=row.stripe_account_id, gateway=gateway, now=now)
     return await get_account_view(db, coach_id=coach_id, gateway=gateway)
-
-
-async def sync_account(
-    db: AsyncSession,
-    *,
-    stripe_account: StripeAccount,
-    now: datetime,
-    observed_at: datetime | None = None,
-    cause: str | None = None,
-) -> SyncResult | None:
-    """Store the state Stripe reported; None for an account we do not know.
-
-    ``observed_at`` is when that state was read from Stripe (default ``now``).
-    A state observed before the one we hold is ignored (``stale``), so a slow
-    reader can never write an older state over a newer one.
-    """
-    observed = observed_at or now
-    row = (
-        await db.execute(
-            select(ConnectAccount)
-            .where(ConnectAccount.stripe_account_id == stripe_account.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
-    if row is None:
-        return None
-    previous = row.status
-    if row.synced_at is not None and observed < row.synced_at:
-        return SyncResult(account=row, previous_status=previous, changed=False, stale=True)
-    _apply(row, stripe_account)
-    row.synced_at = observed
-    row.updated_at = now
-    if row.status != previous:
-        await audit.record(
-            db,
-            actor_kind="stripe",
-            action="connect_account.status_changed",
-            entity_type="connect_account",
-            entity_id=row.id,
-            at=now,
-            before={"status": previous},
-            after={"status": row.status, "disabled_reason": row.disabled_reason},
-            cause=cause,
-        )
-    await db.flush()
-    return SyncResult(account=row, previous_status=previous, changed=row.status != previous)
-
-
-async def refresh_account(
-    db: AsyncSession,
-    *,
-    stripe_account_id: str,
-    gateway: StripeGateway,
-    now: datetime,
-    cause: str | None = None,
-) -> SyncResult | None:
-    """Lock our row, re-read the account from Stripe, store it.
-
-    The lock comes first so concurrent refreshes run one after the other: the
-    later one reads Stripe later and therefore writes the newer state. Events
-    carry a snapshot that may be old by the time it arrives; this never uses it.
-    """
-    locked = (
-        await db.execute(
-            select(ConnectAccount.id)
-            .where(ConnectAccount.stripe_account_id == stripe_account_id)
-            .with_for_update()
-        )
-    ).scalar_one_or_none()
-    if locked is None:
-        return None
-    acct = await gateway.retrieve_account(stripe_account_id)
-    return await sync_account(db, stripe_account=acct, now=now, cause=cause)
 
 
 async def get_account_view(

@@ -6,7 +6,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from connect.service import refresh_account
+from connect.sync import refresh_account
 from core.inbox import HandlerContext, HandlerRegistry
 from core.stripe_types import StripeEvent
 
