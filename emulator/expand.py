@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
 from emulator.errors import StripeError
-from emulator.store import Obj, Store
+from emulator.store import Obj, Store, clone
 
 # Fields that are not an id on the object but can still be expanded (Stripe's "includable" ones).
 Virtual = Callable[[Store, Obj], Any]
@@ -17,7 +16,7 @@ VIRTUAL: dict[tuple[str, str], Virtual] = {}
 def expand(store: Store, obj: Obj, paths: list[str]) -> Obj:
     if not paths:
         return obj
-    result = copy.deepcopy(obj)
+    result = clone(obj)
     for path in paths:
         _expand_path(store, result, path.split("."), path)
     return result
@@ -59,6 +58,6 @@ def _expand_path(store: Store, node: Any, parts: list[str], full: str) -> None:
                 code="parameter_invalid",
                 param="expand",
             )
-        value = copy.deepcopy(target)
+        value = clone(target)
         node[head] = value
     _expand_path(store, value, rest, full)

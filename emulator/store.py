@@ -7,7 +7,6 @@ the store from their own thread (take `store.lock` for consistent multi-field re
 
 from __future__ import annotations
 
-import copy
 import heapq
 import random
 import string
@@ -139,7 +138,7 @@ class Store:
         return int(time.time() + self.clock_offset)
 
     def new_id(self, prefix: str, length: int = 24) -> str:
-        return prefix + "".join(self._rng.choice(_ALPHABET) for _ in range(length))
+        return prefix + "".join(self._rng.choices(_ALPHABET, k=length))
 
     def add(self, table: str, obj: Obj, index_keys: tuple[str, ...] = ()) -> Obj:
         self._seq += 1
@@ -165,9 +164,9 @@ class Store:
         account: str | None = None,
         previous: dict[str, Any] | None = None,
     ) -> Obj:
-        data: dict[str, Any] = {"object": copy.deepcopy(obj)}
+        data: dict[str, Any] = {"object": clone(obj)}
         if previous:
-            data["previous_attributes"] = copy.deepcopy(previous)
+            data["previous_attributes"] = clone(previous)
         event: Obj = {
             "id": self.new_id("evt_"),
             "object": "event",
@@ -299,6 +298,15 @@ class Store:
         }
 
 
+def clone(value: Any) -> Any:
+    """Deep copy of JSON-shaped data; several times faster than copy.deepcopy (hot path)."""
+    if isinstance(value, dict):
+        return {k: clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone(v) for v in value]
+    return value
+
+
 def diff(before: Any, after: Any) -> dict[str, Any]:
     """Stripe's `previous_attributes`: the old values of what changed (nested dicts recursed)."""
     changed: dict[str, Any] = {}
@@ -311,5 +319,5 @@ def diff(before: Any, after: Any) -> dict[str, Any]:
         if isinstance(old, dict) and isinstance(new, dict):
             changed[key] = diff(old, new)
         else:
-            changed[key] = copy.deepcopy(old)
+            changed[key] = clone(old)
     return changed

@@ -69,7 +69,7 @@ class WebhookDispatcher:
         # Events emitted before the loop ran (none in practice) are picked up now.
         for event_id, record in list(self.store.deliveries.items()):
             if record["status"] == "pending":
-                self._enqueue_now(event_id)
+                self._enqueue(self._generation, event_id)
 
     async def stop(self) -> None:
         for task in self._workers:
@@ -137,18 +137,18 @@ class WebhookDispatcher:
             return
         event["pending_webhooks"] = 1
         loop = self.loop
-        if loop is None:
-            return  # picked up by start()
-        self.pending += 1
-        if self._idle is not None:
-            self._idle.clear()
-        loop.call_soon_threadsafe(self._put, (self._generation, event_id, 1))
+        if loop is not None:
+            # Counters and asyncio objects are touched only on the loop's own thread.
+            loop.call_soon_threadsafe(self._enqueue, self._generation, event_id)
+        # Without a loop yet, start() picks the event up.
 
-    def _enqueue_now(self, event_id: str) -> None:
+    def _enqueue(self, generation: int, event_id: str) -> None:
+        if generation != self._generation:
+            return
         self.pending += 1
         if self._idle is not None:
             self._idle.clear()
-        self._put((self._generation, event_id, 1))
+        self._put((generation, event_id, 1))
 
     def _put(self, item: tuple[int, str, int]) -> None:
         if item[0] != self._generation or self._queue is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,7 +16,7 @@ from emulator.forms import (
 )
 from emulator.resources.common import fetch, list_response, only_params, render
 from emulator.router import Ctx, Router
-from emulator.store import Obj, Store, diff
+from emulator.store import Obj, Store, clone, diff
 
 # What a fresh Express account still owes Stripe before it may be paid.
 INITIAL_DUE = [
@@ -205,7 +204,7 @@ def update_account(ctx: Ctx) -> Obj:
     params = ctx.params
     only_params(ctx, *UPDATE_PARAMS)
     account = fetch(ctx, "accounts", "account", ctx.arg("id"), "account")
-    before = copy.deepcopy(account)
+    before = clone(account)
     metadata = get_metadata(params)
     if metadata is not None:
         account["metadata"] = merge_metadata(account["metadata"], metadata)
@@ -275,7 +274,7 @@ def create_login_link(ctx: Ctx) -> Obj:
 
 
 def complete_onboarding(store: Store, account: Obj) -> Obj:
-    before = copy.deepcopy(account)
+    before = clone(account)
     account["details_submitted"] = True
     account["charges_enabled"] = True
     account["payouts_enabled"] = True
@@ -290,7 +289,7 @@ def complete_onboarding(store: Store, account: Obj) -> Obj:
 
 
 def restrict(store: Store, account: Obj, body: dict[str, Any]) -> Obj:
-    before = copy.deepcopy(account)
+    before = clone(account)
     due = list(body.get("currently_due") or ["individual.verification.document"])
     given_past_due = body.get("past_due")
     past_due = list(given_past_due) if isinstance(given_past_due, list) else due
@@ -307,7 +306,7 @@ def restrict(store: Store, account: Obj, body: dict[str, Any]) -> Obj:
 
 
 def disable(store: Store, account: Obj, reason: str) -> Obj:
-    before = copy.deepcopy(account)
+    before = clone(account)
     account["charges_enabled"] = False
     account["payouts_enabled"] = False
     for name in account["capabilities"]:

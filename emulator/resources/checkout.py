@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from emulator.errors import ControlError, StripeError
@@ -20,7 +19,7 @@ from emulator.lists import list_object
 from emulator.resources import payments
 from emulator.resources.common import equals, fetch, list_response, only_params, render
 from emulator.router import Ctx, Router
-from emulator.store import Obj, Store
+from emulator.store import Obj, Store, clone
 
 CREATE_PARAMS = (
     "mode",
@@ -222,7 +221,7 @@ def create_session(ctx: Ctx) -> Obj:
 def _line_items_list(store: Store, session: Obj) -> Obj:
     items = store.private.get(session["id"], {}).get("line_items", [])
     url = f"/v1/checkout/sessions/{session['id']}/line_items"
-    return list_object(url, copy.deepcopy(items), False)
+    return list_object(url, clone(items), False)
 
 
 def get_line_items(ctx: Ctx) -> Obj:

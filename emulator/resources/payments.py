@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from emulator.errors import StripeError, not_found
@@ -17,7 +16,7 @@ from emulator.resources.common import (
     render,
 )
 from emulator.router import Ctx, Router
-from emulator.store import Obj, Store
+from emulator.store import Obj, Store, clone
 
 CARD = {
     "brand": "visa",
@@ -325,7 +324,7 @@ def refund(
     record["amount_refunded"] += amount
     record["refunded"] = record["amount_refunded"] >= record["amount"]
     store.emit("refund.created", obj)
-    store.emit("charge.refunded", record, previous=copy.deepcopy(previous))
+    store.emit("charge.refunded", record, previous=clone(previous))
     return obj
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 from emulator.errors import StripeError, not_found
 from emulator.forms import get_currency, get_int, get_metadata, get_str, missing
 from emulator.resources.common import (
@@ -15,7 +13,7 @@ from emulator.resources.common import (
     render,
 )
 from emulator.router import Ctx, Router
-from emulator.store import Obj, Store
+from emulator.store import Obj, Store, clone
 
 INSUFFICIENT_FUNDS = (
     "You have insufficient available funds in your Stripe account. Try adding funds directly to "
@@ -217,12 +215,12 @@ def reverse(store: Store, transfer: Obj, amount: int, metadata: dict[str, str]) 
     previous = {
         "amount_reversed": transfer["amount_reversed"],
         "reversed": transfer["reversed"],
-        "reversals": copy.deepcopy(transfer["reversals"]),
+        "reversals": clone(transfer["reversals"]),
     }
     transfer["amount_reversed"] += amount
     transfer["reversed"] = transfer["amount_reversed"] >= transfer["amount"]
     listing = transfer["reversals"]
-    listing["data"].insert(0, copy.deepcopy(reversal))
+    listing["data"].insert(0, clone(reversal))
     listing["total_count"] += 1
     store.emit("transfer.reversed", transfer, previous=previous)
     return reversal
