@@ -10,8 +10,7 @@ from litestar import Request, Router, get, post
 from litestar.params import Parameter
 
 from api.deps import AppCtx, AuthUser, DbSession, require_role
-from api.routes.sessions import BookingCreated, booking_created
-from core.errors import InvalidInput
+from api.routes.sessions import BookingCreated, booking_created, decode_strict
 from core.money import MAX_AMOUNT
 from core.users import Role
 from sessions import booking as svc
@@ -118,16 +117,7 @@ async def retry_booking(
 
 
 async def _refund_request(request: Request[Any, Any, Any]) -> RefundRequest:
-    body = await request.body()
-    if not body.strip():
-        return RefundRequest()
-    try:
-        return msgspec.json.decode(body, type=RefundRequest)
-    except msgspec.ValidationError as exc:
-        field = str(exc).rsplit("`$.", 1)[-1].rstrip("`") if "`$." in str(exc) else None
-        raise InvalidInput(str(exc), field=field) from None
-    except msgspec.DecodeError:
-        raise InvalidInput("request body is not valid JSON") from None
+    return await decode_strict(request, RefundRequest)
 
 
 @post(

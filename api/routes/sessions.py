@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import msgspec
-from litestar import Router, get, post
+from litestar import Request, Router, get, post
 from litestar.params import Parameter
 
 from api.deps import AppCtx, AuthUser, DbSession, require_role
+from core.errors import InvalidInput
 from core.users import Role
 from sessions import booking as booking_svc
 from sessions import catalog
 from sessions.models import Booking
 
+T = TypeVar("T")
 MAX_ID = 2**63 - 1
+MAX_BODY = 16 * 1024
+_PATH = re.compile(r"`\$\.([A-Za-z_]+)")
+
+
+async def decode_strict(request: Request[Any, Any, Any], type_: type[T]) -> T:
+    """Decode JSON strictly (a "100" is not a number), naming the bad field in the error."""
+    body = await request.body()
+    try:
+        return msgspec.json.decode(body or b"{}", type=type_, strict=True)
+    except msgspec.ValidationError as exc:
+        found = _PATH.search(str(exc))
+        field = found.group(1) if found else None
+        if field is None and "missing required field" in str(exc):
+            field = str(exc).split("`")[1] if "`" in str(exc) else None
+        raise InvalidInput(str(exc), field=field) from None
+    except msgspec.DecodeError:
+        raise InvalidInput("request body is not valid JSON") from None
+
+
 Id = Annotated[int, Parameter(gt=0, le=MAX_ID)]
 
 
@@ -95,10 +117,13 @@ def booking_created(b: Booking) -> BookingCreated:
     )
 
 
-@post("/sessions", status_code=201, guards=[require_role(Role.COACH)])
+@post(
+    "/sessions", status_code=201, guards=[require_role(Role.COACH)], request_max_body_size=MAX_BODY
+)
 async def create_session(
-    data: CreateSession, db: DbSession, current_user: AuthUser, ctx: AppCtx
+    request: Request[Any, Any, Any], db: DbSession, current_user: AuthUser, ctx: AppCtx
 ) -> SessionOut:
+    data = await decode_strict(request, CreateSession)
     row = await catalog.create_session(
         db,
         coach_id=current_user.id,
