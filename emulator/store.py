@@ -63,13 +63,16 @@ class Store:
         # Request being served, recorded in events' `request` field.
         self.request_id: str | None = None
         self.request_idempotency_key: str | None = None
+        # Ids are random, never derived from the seed and not restarted by reset(): a coachpay
+        # database outlives emulator runs and resets, and a repeated acct_/tr_ id would point old
+        # rows at new objects. (The seed drives fault injection, where repeatability matters.)
+        self._rng = random.Random()
         self.reset(seed)
 
     def reset(self, seed: int | None = None) -> None:
         with self.lock:
             if seed is not None:
                 self.seed = seed
-            self._rng = random.Random(self.seed)
             self.clock_offset = 0.0
             self._seq = 0
             self.tables: dict[str, dict[str, Obj]] = {name: {} for name in TABLES}
