@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -39,11 +39,14 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     script: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Runs inside the webhook request, before answering (like a handler re-reading from Stripe).
+    callback: Callable[[dict[str, Any]], None] | None = None
 
     def clear(self) -> None:
         with self.lock:
             self.received.clear()
             self.script.clear()
+            self.callback = None
 
     def types(self, path: str | None = None) -> list[str]:
         with self.lock:
@@ -62,6 +65,8 @@ def receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             payload = self.rfile.read(length)
+            if state.callback is not None:
+                state.callback(json.loads(payload))
             with state.lock:
                 state.received.append(
                     Received(self.path, self.headers.get("Stripe-Signature", ""), payload)

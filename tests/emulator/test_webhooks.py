@@ -111,6 +111,34 @@ def test_event_filter_and_missing_endpoint(
     assert statuses == {"account.updated": "filtered", "checkout.session.expired": "no_endpoint"}
 
 
+def test_receiver_may_call_the_api_while_handling_an_event(
+    client: stripe.StripeClient, emulator: EmulatorServer, receiver: Receiver
+) -> None:
+    seen: list[str] = []
+
+    def reread(event: dict[str, object]) -> None:
+        data = event["data"]
+        assert isinstance(data, dict)
+        seen.append(client.v1.checkout.sessions.retrieve(data["object"]["id"]).status)
+
+    receiver.callback = reread
+    session = create_session(client)
+    emulator.control("POST", f"checkout/sessions/{session.id}/expire")
+    assert emulator.flush_webhooks(timeout=10)["pending"] == 0
+    assert seen == ["expired"]
+
+
+def test_stats_count_requests_per_route(
+    client: stripe.StripeClient, emulator: EmulatorServer
+) -> None:
+    first = create_session(client)
+    client.v1.checkout.sessions.retrieve(first.id)
+    client.v1.checkout.sessions.retrieve(first.id)
+    requests = emulator.control("GET", "stats")["requests"]
+    assert requests["POST /v1/checkout/sessions"] == 1
+    assert requests["GET /v1/checkout/sessions/{id}"] == 2
+
+
 def test_reset_forgets_everything(client: stripe.StripeClient, emulator: EmulatorServer) -> None:
     create_coach(client)
     emulator.control("POST", "reset")
