@@ -4,25 +4,22 @@ trial balance, reconciliation. JSON, or CSV with ``Accept: text/csv`` (or ``?for
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from litestar import Response, Router, get
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import Stream
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import text
 
 from api import finance_views as fv
 from api.auth import require_role
 from api.context import AppContext
 from api.deps import AppCtx, DbSession
+from api.finance_queries import payouts_view, reconciliation_report
 from core.errors import InvalidInput
 from core.money import format_amount
 from core.users import Role
-from ledger.models import Earning
-from ledger.reconciliation import reconcile_period
 from ledger.report_summary import summary, totals
 from ledger.reports import (
     MAX_PAGE,
@@ -33,7 +30,6 @@ from ledger.reports import (
     list_transactions,
     trial_balance,
 )
-from payouts.models import Payout
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +42,6 @@ class CsvStream(Stream):
         return super().to_asgi_response(*args, **kwargs)
 
 
-# Bounds one reconciliation's memory; a larger period is asked to be split.
-MAX_BALANCE_TRANSACTIONS = 20_000
 MAX_BIGINT = 2**63 - 1
 CSV = "text/csv"
 
@@ -195,77 +189,6 @@ async def get_payouts(
     return {"data": rows, "next_cursor": str(rows[-1]["id"]) if rows else None}
 
 
-PAYOUT_STATES = ("pending", "waiting_funds", "paid", "failed")
-
-
-async def payouts_view(
-    db: AsyncSession,
-    *,
-    state: str | None = None,
-    coach_id: int | None = None,
-    limit: int = 100,
-    before: int | None = None,
-) -> list[dict[str, Any]]:
-    if state not in (None, "", *PAYOUT_STATES):
-        raise InvalidInput(f"one of {', '.join(PAYOUT_STATES)}", field="state")
-    q = select(Payout).order_by(Payout.id.desc()).limit(limit)
-    if state:
-        q = q.where(Payout.status == state)
-    if coach_id is not None:
-        q = q.where(Payout.coach_id == coach_id)
-    if before is not None:
-        q = q.where(Payout.id < before)
-    payouts = (await db.execute(q)).scalars().all()
-    earnings: dict[int, list[dict[str, Any]]] = {}
-    if payouts:
-        found = await db.execute(
-            select(Earning)
-            .where(Earning.payout_id.in_([p.id for p in payouts]))
-            .order_by(Earning.id)
-        )
-        for er in found.scalars():
-            assert er.payout_id is not None
-            earnings.setdefault(er.payout_id, []).append(
-                fv.with_display(
-                    {
-                        "id": er.id,
-                        "booking_id": er.booking_id,
-                        "gross": er.gross,
-                        "platform_fee": er.platform_fee,
-                        "amount": er.amount,
-                        "currency": er.currency,
-                    },
-                    er.currency,
-                    ("gross", "platform_fee", "amount"),
-                )
-            )
-    return [_payout_json(p, earnings.get(p.id, [])) for p in payouts]
-
-
-def _payout_json(p: Payout, earnings: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    def iso(v: datetime | None) -> str | None:
-        return v.isoformat() if v else None
-
-    return {
-        "id": p.id,
-        "coach_id": p.coach_id,
-        "currency": p.currency,
-        "amount": p.amount,
-        "amount_display": format_amount(p.amount, p.currency),
-        "state": p.status,
-        "transfer": p.stripe_transfer_id,
-        "destination": p.destination,
-        "attempts": p.attempts,
-        "last_error": p.last_error,
-        "failure_reason": p.failure_reason,
-        "reversed_amount": p.reversed_amount,
-        "created_at": iso(p.created_at),
-        "settled_at": iso(p.settled_at),
-        "failed_at": iso(p.failed_at),
-        "earnings": list(earnings),
-    }
-
-
 @get("/trial-balance")
 async def get_trial_balance(
     db: DbSession,
@@ -286,33 +209,6 @@ async def get_trial_balance(
         "totals": {c: {"sum": v, "sum_display": format_amount(v, c)} for c, v in tb.totals.items()},
         "accounts": lines,
     }
-
-
-async def reconciliation_report(
-    db: AsyncSession, ctx: AppContext, start: datetime | None, end: datetime | None
-) -> dict[str, Any]:
-    """Fetch Stripe's balance transactions for the period and match them to the ledger."""
-    bts = []
-    async for bt in ctx.gateway.iter_balance_transactions(
-        created_gte=int(start.timestamp()) if start else None,
-        created_lt=int(end.timestamp()) if end else None,
-    ):
-        bts.append(bt)
-        if len(bts) > MAX_BALANCE_TRANSACTIONS:
-            raise InvalidInput(
-                f"more than {MAX_BALANCE_TRANSACTIONS} balance transactions: narrow the period",
-                field="from",
-            )
-    rec = await reconcile_period(db, bts, start=start, end=end)
-    out = fv.reconciliation_json(rec)
-    out.update(
-        {
-            "from": start.isoformat() if start else None,
-            "to": end.isoformat() if end else None,
-            "checked_at": datetime.now(UTC).isoformat(),
-        }
-    )
-    return out
 
 
 @get("/reconciliation")
