@@ -77,17 +77,25 @@ def _engine(factory: Factory) -> AsyncEngine:
 
 
 @asynccontextmanager
-async def job_lock(factory: Factory, job: int) -> AsyncIterator[bool]:
-    """Hold the job's advisory lock for the body; yields False if another process has it.
+async def job_lock(factory: Factory, *jobs: int) -> AsyncIterator[bool]:
+    """Hold the advisory locks of ``jobs`` for the body; yields False if another process
+    holds any of them (and then holds none).
 
-    A transaction-level lock on a connection of its own: it goes away with
-    the transaction, so a crash (or a dropped connection) can never leave it held.
+    Transaction-level locks on a connection of their own: they go away with
+    the transaction, so a crash (or a dropped connection) can never leave one held.
     """
     async with _engine(factory).connect() as conn, conn.begin():
-        got = await conn.scalar(
-            text("SELECT pg_try_advisory_xact_lock(:c, :j)"), {"c": LOCK_CLASS, "j": job}
-        )
-        yield bool(got)
+        got = True
+        for job in jobs:
+            got = bool(
+                await conn.scalar(
+                    text("SELECT pg_try_advisory_xact_lock(:c, :j)"), {"c": LOCK_CLASS, "j": job}
+                )
+            )
+            if not got:
+                await conn.rollback()  # let go of the ones taken already
+                break
+        yield got
 
 
 def _concurrency(settings: Settings, wanted: int | None) -> int:
@@ -204,8 +212,13 @@ async def run_payout_job(
     concurrency: int | None = None,
     hook: CrashHook = _no_crash,
 ) -> PayoutResult:
-    """Retry the open payouts that are due, then create and send new ones."""
-    async with job_lock(factory, PAYOUT_JOB) as got:
+    """Retry the open payouts that are due, then create and send new ones.
+
+    Holds the release job's lock too: a payout run never overlaps a release
+    run anywhere, so it sees every release of the moment and pays a coach one
+    transfer, not one per release batch that happened to be committed.
+    """
+    async with job_lock(factory, PAYOUT_JOB, RELEASE_JOB) as got:
         if not got:
             return PayoutResult(ran=False)
         result = PayoutResult()
