@@ -47,7 +47,9 @@ async def main():
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
     while loop.time() < deadline:
-        r = await run_cycle(session_factory(engine), gateway=gw, clock=FrozenClock(now), settings=settings)
+        r = await run_cycle(
+            session_factory(engine), gateway=gw, clock=FrozenClock(now), settings=settings
+        )
         if r.release.ran and r.payouts.ran and not r.release.released and not r.payouts.created:
             break
         await asyncio.sleep(0.05)
@@ -63,7 +65,9 @@ from payouts.scheduler import build_scheduler
 async def main():
     engine = create_engine(db_url, pool_size=4)
     gw = StripeGateway("sk_test_serve", api_base=api_base, backoff_base=0.01)
-    sched = build_scheduler(session_factory(engine), gateway=gw, clock=FrozenClock(now), settings=settings)
+    sched = build_scheduler(
+        session_factory(engine), gateway=gw, clock=FrozenClock(now), settings=settings
+    )
     sched.start()
     await asyncio.sleep(6)
     sched.shutdown(wait=False)
@@ -100,7 +104,7 @@ async def test_two_workers_and_serve_pay_each_coach_and_currency_once(
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = [commit_db_url, server.base_url, NOW.isoformat()]
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env)
+        subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env)  # noqa: ASYNC220
         for code in (WORKER, WORKER, SERVE)
     ]
     for p in procs:
