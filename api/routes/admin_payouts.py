@@ -1,7 +1,126 @@
-"""Routes of this feature (stub created by the API skeleton; owned by the payouts engineer)."""
+"""Admin actions on payouts.
+
+``POST /v1/admin/coaches/{id}/payouts/pause`` ``{"reason": "..."}`` stops new
+payouts for the coach; ``.../resume`` (optional reason) starts them again;
+``POST /v1/admin/payouts/{id}/retry`` pays a failed payout again as a new
+payout (sent by the next payout run). Each is audited with the admin's id.
+"""
 
 from __future__ import annotations
 
-from litestar import Router
+import json
+from typing import Any
 
-router = Router(path="/v1", route_handlers=[])
+import msgspec
+from litestar import Request, Router, post
+from litestar.params import Parameter
+
+from api.deps import AppCtx, AuthUser, DbSession, require_role
+from core.errors import InvalidInput
+from core.users import Role
+from payouts import admin
+from payouts.errors import CoachNotFound, PayoutNotFound
+
+MAX_BODY_BYTES = 4 * 1024
+MAX_ID = 2**63 - 1
+
+
+class PauseOut(msgspec.Struct):
+    coach_id: int
+    payouts_paused: bool
+    payouts_paused_reason: str | None
+
+
+class RetryOut(msgspec.Struct):
+    payout_id: int
+    retry_of: int
+    amount: int
+    currency: str
+    status: str
+
+
+async def _body(request: Request[Any, Any, Any], *, required: bool) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip() and not required:
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("request body must be a JSON object")
+    unknown = set(body) - {"reason"}
+    if unknown:
+        raise InvalidInput(f"unknown fields: {sorted(unknown)}")
+    return body
+
+
+def _coach(coach_id: int) -> int:
+    if not 1 <= coach_id <= MAX_ID:
+        raise CoachNotFound(f"coach {coach_id} not found")
+    return coach_id
+
+
+async def _set(
+    request: Request[Any, Any, Any], db: Any, user: Any, ctx: Any, coach_id: int, paused: bool
+) -> PauseOut:
+    body = await _body(request, required=paused)
+    profile = await admin.set_paused(
+        db,
+        coach_id=_coach(coach_id),
+        paused=paused,
+        reason=body.get("reason"),
+        now=ctx.clock.now(),
+        actor_user_id=user.id,
+    )
+    return PauseOut(profile.user_id, profile.payouts_paused, profile.payouts_paused_reason)
+
+
+@post(
+    "/admin/coaches/{coach_id:int}/payouts/pause",
+    guards=[require_role(Role.ADMIN)],
+    request_max_body_size=MAX_BODY_BYTES,
+    status_code=200,
+)
+async def pause(
+    request: Request[Any, Any, Any],
+    db: DbSession,
+    current_user: AuthUser,
+    ctx: AppCtx,
+    coach_id: int = Parameter(title="coach (user) id"),
+) -> PauseOut:
+    return await _set(request, db, current_user, ctx, coach_id, True)
+
+
+@post(
+    "/admin/coaches/{coach_id:int}/payouts/resume",
+    guards=[require_role(Role.ADMIN)],
+    request_max_body_size=MAX_BODY_BYTES,
+    status_code=200,
+)
+async def resume(
+    request: Request[Any, Any, Any],
+    db: DbSession,
+    current_user: AuthUser,
+    ctx: AppCtx,
+    coach_id: int = Parameter(title="coach (user) id"),
+) -> PauseOut:
+    return await _set(request, db, current_user, ctx, coach_id, False)
+
+
+@post("/admin/payouts/{payout_id:int}/retry", guards=[require_role(Role.ADMIN)], status_code=202)
+async def retry(
+    db: DbSession,
+    current_user: AuthUser,
+    ctx: AppCtx,
+    payout_id: int = Parameter(title="payout id"),
+) -> RetryOut:
+    if not 1 <= payout_id <= MAX_ID:
+        raise PayoutNotFound(f"payout {payout_id} not found")
+    made = await admin.retry_payout(
+        db, payout_id=payout_id, now=ctx.clock.now(), actor_user_id=current_user.id
+    )
+    return RetryOut(made.id, payout_id, made.amount, made.currency, made.status)
+
+
+router = Router(path="/v1", route_handlers=[pause, resume, retry])
