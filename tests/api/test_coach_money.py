@@ -45,7 +45,8 @@ async def set_up_paid_coach(
         )
         await db.execute(
             text(
-                "INSERT INTO connect_accounts (coach_id, stripe_account_id, payouts_enabled) VALUES (:u, 'acct_api1', true)"
+                "INSERT INTO connect_accounts (coach_id, stripe_account_id, payouts_enabled) "
+                "VALUES (:u, 'acct_api1', true)"
             ),
             {"u": coach},
         )
