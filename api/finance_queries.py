@@ -211,3 +211,34 @@ def _earning_json(e: Earning) -> dict[str, Any]:
 
 def sum_rows(rows: Sequence[dict[str, Any]], key: str) -> int:
     return sum(int(r[key]) for r in rows)
+
+
+async def paid_out(db: AsyncSession, coach_id: int) -> dict[str, int]:
+    """Lifetime paid out per currency: the sum of paid payouts (net of reversals)."""
+    rows = await db.execute(
+        select(Payout.currency, func.sum(Payout.amount - Payout.reversed_amount))
+        .where(Payout.coach_id == coach_id, Payout.status == "paid")
+        .group_by(Payout.currency)
+    )
+    return {c: int(v or 0) for c, v in rows}
+
+
+async def payouts_by_state(
+    db: AsyncSession, *, start: datetime | None, end: datetime | None, currency: str | None
+) -> list[dict[str, Any]]:
+    """Count and amount of payouts created in the period, per state and currency."""
+    q = select(Payout.status, Payout.currency, func.count(), func.sum(Payout.amount)).group_by(
+        Payout.status, Payout.currency
+    )
+    if start is not None:
+        q = q.where(Payout.created_at >= start)
+    if end is not None:
+        q = q.where(Payout.created_at < end)
+    if currency is not None:
+        q = q.where(Payout.currency == currency)
+    rows = await db.execute(q.order_by(Payout.currency, Payout.status))
+    return [
+        {"state": s, "currency": c, "count": int(n), "amount": int(a),
+         "display": format_amount(int(a), c)}
+        for s, c, n, a in rows
+    ]  # fmt: skip

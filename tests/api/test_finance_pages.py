@@ -1,0 +1,115 @@
+"""The finance dashboard and coach page, rendered by the server, over the hand-checked data."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import respx
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from api.charts import bar_chart, hbar_chart
+from tests.api.conftest import Tokens
+from tests.api.test_finance import seeded  # noqa: F401  (fixture)
+
+Client = AsyncTestClient[Litestar]
+PERIOD = {"from": "2031-03-01", "to": "2031-03-20"}
+
+
+def cell(html: str, testid: str) -> str:
+    found = re.search(rf'data-testid="{re.escape(testid)}">([^<]*)<', html)
+    assert found, testid
+    return found.group(1)
+
+
+def _no_stripe(stripe_mock: respx.MockRouter) -> None:
+    stripe_mock.get("/v1/balance_transactions").respond(
+        json={"object": "list", "data": [], "has_more": False, "url": "/v1/balance_transactions"}
+    )
+
+
+async def test_pages_need_sign_in_and_the_right_role(app_client: Client, tokens: Tokens) -> None:
+    r = await app_client.get("/finance", params={"currency": "usd"}, follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/?next=%2Ffinance%3Fcurrency%3Dusd"
+    signin = await app_client.get("/", params={"next": "/finance"})
+    assert 'name="next" value="/finance"' in signin.text
+    evil = await app_client.get("/", params={"next": "//evil.example"})
+    assert 'value="//evil' not in evil.text
+    for role, page in (("mentee", "/finance"), ("coach", "/finance"), ("mentee", "/coach")):
+        r = await app_client.get(page, headers=tokens.headers(role))
+        assert r.status_code == 403, (role, page)
+        assert "Not allowed" in r.text
+
+
+@pytest.mark.usefixtures("seeded")
+async def test_cookie_sign_in_then_dashboard(
+    app_client: Client, tokens: Tokens, stripe_mock: respx.MockRouter
+) -> None:
+    _no_stripe(stripe_mock)
+    r = await app_client.post(
+        "/auth/session", data={"token": tokens.token("finance"), "next": "/finance"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert r.status_code == 303
+    page = await app_client.get("/finance", params=PERIOD)  # the cookie only
+    assert page.status_code == 200
+    html = page.text
+    assert cell(html, "total-usd-gross_volume") == "180.00 USD"
+    assert cell(html, "total-usd-net_platform_revenue") == "4.88 USD"
+    assert cell(html, "total-jpy-gross_volume") == "5000 JPY"
+    assert cell(html, "total-kwd-gross_volume") == "12.345 KWD"
+    assert '<svg id="chart-revenue"' in html
+    assert 'id="recon-status">differences<' in html  # Stripe (mocked) has none of it
+    jpy = (await app_client.get("/finance", params={**PERIOD, "currency": "jpy"})).text
+    assert cell(jpy, "total-jpy-processing_fees") == "180 JPY"
+    assert 'data-testid="total-usd-gross_volume"' not in jpy
+    later = (await app_client.get("/finance", params={**PERIOD, "from": "2031-03-08"})).text
+    assert cell(later, "total-usd-gross_volume") == "0.00 USD"
+    assert cell(later, "total-usd-payouts_made") == "80.00 USD"
+
+
+async def test_dashboard_bad_filter_says_so(
+    app_client: Client, tokens: Tokens, stripe_mock: respx.MockRouter
+) -> None:
+    _no_stripe(stripe_mock)
+    r = await app_client.get(
+        "/finance", params={"from": "<script>"}, headers=tokens.headers("finance")
+    )
+    assert r.status_code == 200
+    assert 'id="page-error">from: ' in r.text
+    assert "<script>" not in r.text  # escaped
+
+
+@pytest.mark.usefixtures("seeded")
+async def test_coach_page(app_client: Client, tokens: Tokens) -> None:
+    f = tokens.headers("finance")
+    html = (await app_client.get("/coach", params={"coach_id": 1}, headers=f)).text
+    assert cell(html, "balance-usd-pending") == "24.00 USD"
+    assert cell(html, "balance-usd-available") == "0.00 USD"
+    assert cell(html, "earned-usd") == "144.00 USD"  # 8000 + 4000 + 2400 shares
+    assert '<svg id="chart-earnings"' in html
+    narrow = await app_client.get(
+        "/coach", params={"coach_id": 1, "from": "2031-03-04", "to": "2031-03-05"}, headers=f
+    )
+    assert cell(narrow.text, "earned-usd") == "40.00 USD"
+    jpy = (await app_client.get("/coach", params={"coach_id": 2}, headers=f)).text
+    assert cell(jpy, "balance-jpy-pending") == "4000 JPY"
+    bad = await app_client.get("/coach", params={"coach_id": "x"}, headers=f)
+    assert bad.status_code == 422
+    own = await app_client.get("/coach", headers=tokens.headers("coach", "someone-new"))
+    assert own.status_code == 200
+    assert "Coach page: someone-new" in own.text
+    assert 'id="filter-coach"' not in own.text  # a coach sees only their own page
+
+
+def test_charts_scale_and_sign() -> None:
+    chart = bar_chart(["a", "b"], [("x", [1000, -500])], "usd", width=400, height=200)
+    up, down = chart.bars
+    assert up.y + up.h == chart.zero_y == down.y  # one above, one below the zero line
+    assert up.h == 2 * down.h
+    assert chart.y_ticks[0].label.endswith("USD")
+    assert bar_chart(["a"], [("x", [0])], "usd").empty
+    h = hbar_chart([("paid", 4, "4"), ("failed", 1, "1")])
+    assert h.bars[0].w == 4 * h.bars[1].w
