@@ -31,7 +31,13 @@ from core.settings import Settings, load_settings
 from core.stripe_gateway import StripeGateway
 from emulator.server import EmulatorServer
 from payouts.jobs import run_cycle
-from tests.api.conftest import CONNECT_SECRET, PLATFORM_SECRET, TEST_JWT_SECRET, StripeSigner, Tokens
+from tests.api.conftest import (
+    CONNECT_SECRET,
+    PLATFORM_SECRET,
+    TEST_JWT_SECRET,
+    StripeSigner,
+    Tokens,
+)
 from tests.conftest import truncate_all
 
 Client = AsyncTestClient[Litestar]
@@ -203,8 +209,9 @@ async def _pay_out(world: World, stripe: Deliverer) -> None:
     async with world.engine.connect() as conn:
         rows = (await conn.execute(text("SELECT coach_id, id, status FROM payouts"))).all()
         accounts = dict(
-            (await conn.execute(text("SELECT coach_id, stripe_account_id FROM connect_accounts")))
-            .all()
+            (
+                await conn.execute(text("SELECT coach_id, stripe_account_id FROM connect_accounts"))
+            ).all()
         )
     for party in (world.a, world.b):
         party.payout_ids = [int(r[1]) for r in rows if r[0] == party.coach_id]
@@ -244,9 +251,7 @@ async def world(
     clock = FrozenClock(datetime.now(UTC).replace(microsecond=0))
     # Our own gateway: closing it after the client's loop is gone must not fail teardown.
     gateway = StripeGateway.from_settings(system_settings)
-    runtime = Runtime(
-        system_settings, clock=clock, gateway=gateway, webhook_processing="inline"
-    )
+    runtime = Runtime(system_settings, clock=clock, gateway=gateway, webhook_processing="inline")
     await runtime.start()
     app = create_app(system_settings, runtime=runtime)
     async with AsyncTestClient(app=app, base_url=BASE_URL) as client:
