@@ -135,3 +135,87 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.2f}" if value < 10 else f"{value:.0f}"
     return str(value)
+
+
+# ---- helpers for the HTTP benchmarks (bench/webhooks.py, bench/balances.py) ---------------------
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (the server binds it a moment later)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def coachpay_command() -> list[str]:
+    """``coachpay`` of this environment: the script ``uv run coachpay`` would run, else uv."""
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("coachpay")
+    return [str(script)] if script.exists() else ["uv", "run", "coachpay"]
+
+
+@contextmanager
+def coachpay_serve(
+    db_url: str, env: dict[str, str], log_path: str, *, ready_timeout: float = 60.0
+) -> Iterator[str]:
+    """``coachpay serve --no-jobs`` on a free loopback port over ``db_url``; yields its base URL.
+
+    Its output goes to ``log_path`` (a pipe nobody reads would block it once full).
+    Stopped with SIGINT (uvicorn's graceful shutdown), killed if it hangs.
+    """
+    import signal
+    import time
+
+    import httpx
+
+    port = free_port()
+    full_env = {**os.environ, "COACHPAY_DATABASE_URL": db_url, **env}
+    cmd = [*coachpay_command(), "serve", "--no-jobs", "--host", "127.0.0.1", "--port", str(port)]
+    base = f"http://127.0.0.1:{port}"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + ready_timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"coachpay serve exited ({proc.returncode}); see {log_path}")
+                try:
+                    if httpx.get(f"{base}/health", timeout=1.0).status_code < 500:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"coachpay serve not ready in time; see {log_path}")
+                time.sleep(0.2)
+            yield base
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of already sorted values, nearest rank; 0 when empty."""
+    if not sorted_values:
+        return 0.0
+    import math
+
+    rank = max(0, min(len(sorted_values) - 1, math.ceil(q * len(sorted_values)) - 1))
+    return float(sorted_values[rank])
+
+
+def result_line(name: str, values: dict[str, object]) -> str:
+    """``RESULT bench=name key=value ...``: the one line bench/all.sh collects per script."""
+    parts = [f"bench={name}"]
+    for key, value in values.items():
+        text = f"{value:.2f}" if isinstance(value, float) else str(value)
+        parts.append(f"{key}={text.replace(' ', '_')}")
+    return "RESULT " + " ".join(parts)

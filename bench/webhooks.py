@@ -1,0 +1,559 @@
+"""Webhook load: signed ``checkout.session.completed`` events over HTTP to ``coachpay serve``.
+
+Run from the repository root: ``uv run python -m bench.webhooks [--quick]`` (see
+bench/README.md). What is measured, end to end on loopback:
+
+- a scratch database (migrated), the Stripe emulator in its own process (no
+  webhook URL: it delivers nothing itself), and ``coachpay serve --no-jobs``
+  (one uvicorn process) pointed at both with a fixed webhook secret;
+- seeding through the project's services: coaches with an active Connect
+  account, published sessions, mentees, bookings made by ``sessions.booking.book``
+  (which creates the Checkout Session in the emulator), each paid in the
+  emulator (PaymentIntent, Charge, balance transaction exist there);
+- the load: for each paid session, an event ``checkout.session.completed``
+  carrying the emulator's session object, signed with the platform secret at
+  send time, POSTed to ``/v1/webhooks/stripe`` by an async httpx client on an
+  open-loop schedule (fixed rate per step, each request launched at its slot,
+  whatever the earlier ones are doing; in-flight requests bounded);
+- latency of the HTTP answer (verify + store in the inbox + 200), per step;
+- processing: the server handles each event after answering (background task:
+  re-read the session and PaymentIntent from the emulator, post the split and
+  processing fee, earning, booking PAID). The bench waits until every inbox row
+  is processed and reports how long that took.
+
+On 2 cores the load generator, the server, the emulator and PostgreSQL share
+the CPU: the figures are for all of them together on one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+if __name__ == "__main__" and not __package__:
+    raise SystemExit("run it from the repository root: uv run python -m bench.webhooks")
+
+import httpx
+import psycopg
+
+from bench import common
+from core.clock import FrozenClock
+from core.stripe_webhooks import sign_payload
+
+SECRET = "whsec_bench_webhooks_0123456789"
+INBOX_RATES = (100, 250, 500, 1000, 1500, 2000)
+QUICK_INBOX_RATES = (100, 250, 500)
+# The real path re-reads from the emulator and posts: it saturates far below
+# the inbox rates (and every event needs a booking seeded first).
+PAYMENT_RATES = (10, 25, 50, 100)
+QUICK_PAYMENT_RATES = (10, 25)
+INBOX_TYPE = "customer.created"
+SESSIONS = 50  # published sessions (one per coach); bookings spread over them
+PRICE = 10000
+
+
+@dataclass
+class Step:
+    rate: int
+    sent: int = 0
+    ok: int = 0
+    errors: int = 0
+    skipped: int = 0  # not sent: the in-flight bound was reached (the server fell behind)
+    latencies: list[float] = field(default_factory=list)  # seconds, send -> answer
+    lags: list[float] = field(default_factory=list)  # seconds, slot -> actual send
+    wall: float = 0.0
+    started_at: float = 0.0  # wall clock
+    ids: list[str] = field(default_factory=list)
+
+
+# ---- seeding -------------------------------------------------------------------------------------
+
+
+def start_emulator(port: int, log_path: str) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "emulator", "--port", str(port), "--log-level", "warning"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/_emulator/state", timeout=1.0)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"the emulator did not start; see {log_path}")
+
+
+async def seed(
+    db_url: str, emulator_url: str, count: int, concurrency: int
+) -> list[dict[str, Any]]:
+    """``count`` PENDING bookings through the booking service, each paid in the emulator.
+
+    Returns the paid Checkout Session objects (as the emulator answers them).
+    """
+    from connect.models import ConnectAccount
+    from connect.service import ensure_profile
+    from core.db import create_engine, session_factory
+    from core.settings import Settings
+    from core.stripe_gateway import StripeGateway
+    from core.users import provision_user
+    from sessions.booking import book
+    from sessions.catalog import create_session
+
+    settings = Settings(database_url=db_url, stripe_api_base=emulator_url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    clock = FrozenClock(now)  # the emulator checks Checkout expiry against real time
+    engine = create_engine(db_url, pool_size=concurrency)
+    factory = session_factory(engine)
+    gateway = StripeGateway("sk_test_bench", api_base=emulator_url, max_retries=2, timeout=30)
+    mentees_needed = -(-count // SESSIONS)
+    async with factory() as db:
+        session_ids = []
+        for i in range(SESSIONS):
+            user = await provision_user(db, sub=f"bench-coach-{i}", role="coach", now=now)
+            await ensure_profile(db, user_id=user.id, settings=settings, now=now)
+            db.add(
+                ConnectAccount(
+                    coach_id=user.id,
+                    stripe_account_id=f"acct_bench{i}",
+                    charges_enabled=True,
+                    payouts_enabled=True,
+                    details_submitted=True,
+                    transfers_capability="active",
+                    status="active",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            await db.flush()
+            s = await create_session(
+                db,
+                coach_id=user.id,
+                title=f"Bench session {i}",
+                starts_at=now + timedelta(days=3),
+                ends_at=now + timedelta(days=3, hours=1),
+                price=PRICE,
+                currency="usd",
+                capacity=None,
+                clock=clock,
+            )
+            session_ids.append(s.id)
+        mentee_ids = []
+        for j in range(mentees_needed):
+            m = await provision_user(db, sub=f"bench-mentee-{j}", role="mentee", now=now)
+            mentee_ids.append(m.id)
+        await db.commit()
+
+    pairs = [(session_ids[k % SESSIONS], mentee_ids[k // SESSIONS]) for k in range(count)]
+    paid: list[dict[str, Any]] = []
+    queue = iter(pairs)
+    async with httpx.AsyncClient(base_url=emulator_url, timeout=30) as control:
+
+        async def worker() -> None:
+            for session_id, mentee_id in queue:
+                async with factory() as db:
+                    booking = await book(
+                        db,
+                        session_id=session_id,
+                        mentee_id=mentee_id,
+                        gateway=gateway,
+                        clock=clock,
+                        settings=settings,
+                    )
+                    await db.commit()
+                r = await control.post(
+                    f"/_emulator/checkout/sessions/{booking.checkout_session_id}/pay",
+                    json={"outcome": "succeeded"},
+                )
+                r.raise_for_status()
+                paid.append(r.json())
+                if len(paid) % 2000 == 0:
+                    print(f"  seeded {len(paid)}/{count}", flush=True)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await gateway.aclose()
+    await engine.dispose()
+    return paid
+
+
+def event_payload(event_id: str, session: dict[str, Any]) -> bytes:
+    """An event shaped like Stripe's (and the emulator's) ``checkout.session.completed``."""
+    event = {
+        "id": event_id,
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": int(time.time()),
+        "type": "checkout.session.completed",
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "data": {"object": session},
+    }
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+# ---- load ----------------------------------------------------------------------------------------
+
+
+async def run_step(
+    client: httpx.AsyncClient,
+    step: Step,
+    payloads: list[tuple[str, bytes]],
+    max_in_flight: int,
+    drain_timeout: float,
+) -> None:
+    """Open loop: request i is launched at t0 + i / rate, unless ``max_in_flight`` are open."""
+    in_flight = 0
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one(event_id: str, body: bytes, slot: float) -> None:
+        nonlocal in_flight
+        start = time.perf_counter()
+        step.lags.append(start - slot)
+        headers = {
+            "stripe-signature": sign_payload(body, SECRET),
+            "content-type": "application/json",
+        }
+        try:
+            r = await client.post("/v1/webhooks/stripe", content=body, headers=headers)
+            if r.status_code == 200:
+                step.ok += 1
+                step.latencies.append(time.perf_counter() - start)
+            else:
+                step.errors += 1
+        except httpx.HTTPError:
+            step.errors += 1
+        finally:
+            in_flight -= 1
+
+    step.started_at = time.time()
+    t0 = time.perf_counter() + 0.05
+    for i, (event_id, body) in enumerate(payloads):
+        slot = t0 + i / step.rate
+        delay = slot - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if in_flight >= max_in_flight:
+            step.skipped += 1
+            continue
+        in_flight += 1
+        step.sent += 1
+        step.ids.append(event_id)
+        tasks.append(asyncio.create_task(one(event_id, body, slot)))
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=drain_timeout)
+        for t in pending:
+            t.cancel()
+        step.errors += len(pending)
+    step.wall = time.perf_counter() - t0
+
+
+Payloads = list[tuple[str, bytes]]
+
+
+async def run_load(
+    base_url: str,
+    make_payloads: Callable[[int, int], Payloads],
+    rates: tuple[int, ...],
+    seconds: float,
+    args: Any,
+) -> list[Step]:
+    """One step per rate; ``make_payloads(rate, n)`` gives the step's (event id, body) pairs."""
+    conns = args.connections
+    limits = httpx.Limits(max_connections=conns, max_keepalive_connections=conns)
+    timeout = httpx.Timeout(args.request_timeout)
+    steps = []
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout) as client:
+        # Warm up (connections, the server's first requests); not counted, not events.
+        await asyncio.gather(*(client.get("/health") for _ in range(min(conns, 50))))
+        for rate in rates:
+            step = Step(rate)
+            payloads = make_payloads(rate, int(rate * seconds))
+            await run_step(client, step, payloads, args.max_in_flight, args.request_timeout + 5)
+            steps.append(step)
+            print(f"  {rate}/s: {_describe(step)}", flush=True)
+            await asyncio.sleep(args.pause)
+    return steps
+
+
+def payment_payloads(sessions: list[dict[str, Any]]) -> Callable[[int, int], Payloads]:
+    taken = 0
+
+    def make(rate: int, n: int) -> Payloads:
+        nonlocal taken
+        chunk, taken = sessions[taken : taken + n], taken + n
+        ids = [f"evt_bench_pay_{rate}_{taken - n + k}" for k in range(len(chunk))]
+        return [(i, event_payload(i, s)) for i, s in zip(ids, chunk, strict=True)]
+
+    return make
+
+
+def inbox_payloads(rate: int, n: int) -> Payloads:
+    """Events of a type no handler takes: verified, stored, then marked ``ignored``."""
+    out = []
+    for k in range(n):
+        event_id = f"evt_bench_inbox_{rate}_{k}"
+        customer = {
+            "id": f"cus_bench_{rate}_{k}",
+            "object": "customer",
+            "created": int(time.time()),
+            "email": f"mentee{k}@example.com",
+            "livemode": False,
+            "metadata": {"bench": "inbox"},
+        }
+        body = json.loads(event_payload(event_id, customer))
+        body["type"] = INBOX_TYPE
+        out.append((event_id, json.dumps(body, separators=(",", ":")).encode()))
+    return out
+
+
+def _describe(step: Step) -> str:
+    lat = sorted(step.latencies)
+    ms = [common.percentile(lat, q) * 1000 for q in (0.5, 0.9, 0.99)]
+    return (
+        f"sent {step.sent}, ok {step.ok}, errors {step.errors}, skipped {step.skipped}, "
+        f"achieved {step.ok / step.wall if step.wall else 0:.0f}/s, "
+        f"p50 {ms[0]:.1f} ms p90 {ms[1]:.1f} ms p99 {ms[2]:.1f} ms"
+    )
+
+
+# ---- processing ----------------------------------------------------------------------------------
+
+
+def inbox_status(db_url: str) -> dict[str, int]:
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT status, count(*) FROM webhook_events GROUP BY 1").fetchall()
+    return {str(s): int(n) for s, n in rows}
+
+
+def wait_processed(db_url: str, expected: int, timeout: float) -> tuple[float, dict[str, int]]:
+    """Seconds until ``expected`` inbox rows are processed (or the timeout), and the counts."""
+    start = time.monotonic()
+    while True:
+        counts = inbox_status(db_url)
+        if counts.get("processed", 0) + counts.get("ignored", 0) >= expected:
+            return time.monotonic() - start, counts
+        if time.monotonic() - start > timeout:
+            return float("nan"), counts
+        time.sleep(0.25)
+
+
+def processing_per_step(db_url: str, steps: list[Step]) -> list[tuple[float, float]]:
+    """Per step: (seconds from the step's first send to its last event processed, events/s)."""
+    out = []
+    with psycopg.connect(db_url) as conn:
+        for step in steps:
+            if not step.ids:
+                out.append((float("nan"), 0.0))
+                continue
+            row = conn.execute(
+                "SELECT count(*), max(processed_at) FROM webhook_events "
+                "WHERE stripe_event_id = ANY(%s) AND status IN ('processed', 'ignored')",
+                (step.ids,),
+            ).fetchone()
+            n, last = (row[0], row[1]) if row else (0, None)
+            if not n or last is None:
+                out.append((float("nan"), 0.0))
+                continue
+            span = last.timestamp() - step.started_at
+            out.append((span, n / span if span > 0 else 0.0))
+    return out
+
+
+def verify(db_url: str, paid_expected: int) -> list[str]:
+    """Every event made its booking PAID with the split posted; the ledger balances."""
+    problems = []
+    with psycopg.connect(db_url) as conn:
+        paid = conn.execute("SELECT count(*) FROM bookings WHERE status = 'paid'").fetchone()
+        tx = conn.execute(
+            "SELECT count(*) FROM ledger_transactions WHERE type = 'session_payment'"
+        ).fetchone()
+        trial = conn.execute(
+            "SELECT COALESCE(sum(balance), 0) FROM ledger_balance_slots"
+        ).fetchone()
+    if not paid or paid[0] != paid_expected:
+        problems.append(f"{paid[0] if paid else 0} bookings paid, {paid_expected} expected")
+    if not tx or tx[0] != paid_expected:
+        problems.append(f"{tx[0] if tx else 0} payments posted, {paid_expected} expected")
+    if trial and trial[0] != 0:
+        problems.append(f"trial balance {trial[0]}")
+    return problems
+
+
+# ---- main ----------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.webhooks", description=__doc__.split("\n")[0])
+    p.add_argument("--url", default=common.DEFAULT_URL, help="server to use (any database)")
+    p.add_argument("--rates", default=_csv(INBOX_RATES), help="inbox phase, events/s per step")
+    p.add_argument(
+        "--payment-rates", default=_csv(PAYMENT_RATES), help="payment phase, events/s per step"
+    )
+    p.add_argument("--seconds", type=float, default=4.0, help="duration of each step")
+    p.add_argument("--quick", action="store_true", help="fewer, shorter steps (2 s)")
+    p.add_argument("--connections", type=int, default=64, help="client keep-alive connections")
+    p.add_argument("--max-in-flight", type=int, default=2000, help="open requests at most")
+    p.add_argument("--request-timeout", type=float, default=10.0)
+    p.add_argument("--pause", type=float, default=1.0, help="seconds between steps")
+    p.add_argument("--seed-concurrency", type=int, default=8)
+    p.add_argument("--process-timeout", type=float, default=600.0, help="wait for the inbox")
+    p.add_argument("--log-level", default="INFO", help="server log level (INFO as deployed)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rates, args.payment_rates = _csv(QUICK_INBOX_RATES), _csv(QUICK_PAYMENT_RATES)
+        args.seconds = 2.0
+    args.rates = tuple(int(r) for r in str(args.rates).split(",") if r)
+    args.payment_rates = tuple(int(r) for r in str(args.payment_rates).split(",") if r)
+    return args
+
+
+def _csv(values: tuple[int, ...]) -> str:
+    return ",".join(map(str, values))
+
+
+@dataclass
+class Phase:
+    name: str
+    steps: list[Step]
+    per_step: list[tuple[float, float]]
+    drain: float  # seconds from the end of the load until every event was handled
+    counts: dict[str, int]
+
+
+def run_phase(
+    name: str,
+    db_url: str,
+    base: str,
+    make: Callable[[int, int], Payloads],
+    rates: tuple[int, ...],
+    args: argparse.Namespace,
+) -> Phase:
+    print(f"{name} phase, load average {common.loadavg()}", flush=True)
+    before = sum(inbox_status(db_url).values())
+    steps = asyncio.run(run_load(base, make, rates, args.seconds, args))
+    drain, counts = wait_processed(db_url, before + sum(s.ok for s in steps), args.process_timeout)
+    return Phase(name, steps, processing_per_step(db_url, steps), drain, counts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from migrations.runner import upgrade
+
+    args = parse_args(argv)
+    n_pay = sum(int(r * args.seconds) for r in args.payment_rates)
+    print(f"machine: {common.machine_info(args.url)}; load average {common.loadavg()}")
+    print(
+        f"payment phase {list(args.payment_rates)}/s, inbox phase {list(args.rates)}/s, "
+        f"{args.seconds:g} s per step; client: one asyncio process, httpx, {args.connections} "
+        f"connections; server: coachpay serve --no-jobs (1 uvicorn process), log level "
+        f"{args.log_level}; emulator: its own process",
+        flush=True,
+    )
+    logdir = tempfile.mkdtemp(prefix="coachpay-bench-webhooks-")
+    phases: list[Phase] = []
+    problems: list[str] = []
+    with common.scratch_database(args.url, f"coachpay_bench_webhooks_{os.getpid()}") as db_url:
+        upgrade(db_url)
+        emu_port = common.free_port()
+        emulator = start_emulator(emu_port, f"{logdir}/emulator.log")
+        emu_url = f"http://127.0.0.1:{emu_port}"
+        try:
+            t = time.monotonic()
+            sessions = asyncio.run(seed(db_url, emu_url, n_pay, args.seed_concurrency))
+            random.Random(1).shuffle(sessions)  # events for the 50 sessions interleaved
+            print(f"seeded {len(sessions)} paid bookings in {time.monotonic() - t:.0f} s")
+            env = {
+                "COACHPAY_STRIPE_API_BASE": emu_url,
+                "COACHPAY_STRIPE_WEBHOOK_SECRET": SECRET,
+                "COACHPAY_LOG_LEVEL": args.log_level,
+                "COACHPAY_RUN_JOBS": "false",
+            }
+            with common.coachpay_serve(db_url, env, f"{logdir}/serve.log") as base:
+                if args.payment_rates:
+                    make = payment_payloads(sessions)
+                    phases.append(
+                        run_phase("payment", db_url, base, make, args.payment_rates, args)
+                    )
+                    paid = sum(s.ok for s in phases[-1].steps)
+                    problems = verify(db_url, paid)
+                if args.rates:
+                    phases.append(
+                        run_phase("inbox", db_url, base, inbox_payloads, args.rates, args)
+                    )
+        finally:
+            emulator.terminate()
+            emulator.wait(timeout=10)
+    print(f"\nload average at the end {common.loadavg()}; logs in {logdir}")
+    return report(phases, problems)
+
+
+def report(phases: list[Phase], problems: list[str]) -> int:
+    result: dict[str, object] = {}
+    for phase in phases:
+        rows = []
+        sustained = 0
+        p99_at_500 = float("nan")
+        for step, (span, proc_rate) in zip(phase.steps, phase.per_step, strict=True):
+            lat = sorted(step.latencies)
+            p = [common.percentile(lat, q) * 1000 for q in (0.5, 0.9, 0.99)]
+            lag99 = common.percentile(sorted(step.lags), 0.99) * 1000
+            achieved = step.ok / step.wall if step.wall else 0.0
+            rows.append(
+                [step.rate, achieved, step.ok, step.errors + step.skipped, p[0], p[1], p[2],
+                 lag99, span, proc_rate]
+            )  # fmt: skip
+            if step.errors + step.skipped == 0 and achieved >= 0.95 * step.rate:
+                sustained = max(sustained, step.rate)
+            if step.rate == 500:
+                p99_at_500 = p[2]
+        what = {
+            "payment": "checkout.session.completed for real paid bookings (handler: re-read "
+            "from the emulator, post split + fee, earning, booking PAID)",
+            "inbox": f"{INBOX_TYPE} (no handler: verified, stored, then marked ignored)",
+        }[phase.name]
+        print(f"\n{phase.name}: {what}")
+        print(
+            common.format_table(
+                ["offered/s", "achieved/s", "ok", "errors", "p50 ms", "p90 ms", "p99 ms",
+                 "client lag p99 ms", "step done (s)", "handled/s"],
+                rows,
+            )
+        )  # fmt: skip
+        print(f"inbox: {phase.counts}; all handled {phase.drain:.1f} s after the last step")
+        top = phase.steps[-1] if phase.steps else None
+        result[f"{phase.name}_sustained_eps"] = sustained
+        result[f"{phase.name}_max_offered"] = top.rate if top else 0
+        result[f"{phase.name}_achieved_at_max"] = (top.ok / top.wall) if top and top.wall else 0.0
+        result[f"{phase.name}_p99_ms_at_500"] = p99_at_500
+        result[f"{phase.name}_drain_s"] = phase.drain
+    print(
+        "\nlatency: request sent -> 200 (verify + store in the inbox); client lag: how late the "
+        "generator sent vs its schedule; step done: first send -> last of the step's events "
+        "handled (processed/ignored); handled/s: the step's events / that time"
+    )
+    if problems:
+        print("NOT verified:\n  " + "\n  ".join(problems))
+    elif any(p.name == "payment" for p in phases):
+        print("verified: every payment event made its booking PAID with its split posted; "
+              "trial balance 0")  # fmt: skip
+    result["verified"] = not problems
+    print(common.result_line("webhooks", result))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
