@@ -45,21 +45,35 @@ _MAX_TEXT = 2000
 WAIT_BACKOFF_BASE = timedelta(minutes=5)
 WAIT_BACKOFF_CAP = timedelta(hours=6)
 
+# Everything reserve() needs to know about the coach, in one round trip.
 _COACH = text(
     "SELECT p.payouts_paused, p.payout_schedule, "
     "COALESCE((p.minimum_payout ->> :cur)::bigint, 0) AS minimum, "
-    "ca.payouts_enabled, ca.stripe_account_id "
+    "ca.payouts_enabled, ca.stripe_account_id, "
+    "EXISTS (SELECT 1 FROM payouts o WHERE o.coach_id = p.user_id AND o.currency = :cur "
+    "  AND o.status IN ('pending', 'waiting_funds')) AS has_open, "
+    "(SELECT max(created_at) FROM payouts o WHERE o.coach_id = p.user_id AND o.currency = :cur "
+    "  AND o.status <> 'failed') AS last_payout_at "
     "FROM coach_profiles p LEFT JOIN connect_accounts ca ON ca.coach_id = p.user_id "
     "WHERE p.user_id = :coach"
 )
-_LAST_PAYOUT = text(
-    "SELECT max(created_at) FROM payouts WHERE coach_id = :coach AND currency = :cur "
-    "AND status <> 'failed'"
+_COACH_ACCOUNTS = text(
+    "SELECT kind, id FROM ledger_accounts WHERE owner_type = 'coach' AND owner_id = :c "
+    "AND currency = :cur"
 )
-_OPEN = text(
-    "SELECT 1 FROM payouts WHERE coach_id = :coach AND currency = :cur "
-    "AND status IN ('pending', 'waiting_funds')"
-)
+
+
+async def coach_accounts(db: AsyncSession, coach_id: int, currency: str) -> dict[str, int]:
+    """The coach's pending/available/in_transit account ids in one query (created if missing)."""
+    found = {
+        str(k): int(i)
+        for k, i in await db.execute(_COACH_ACCOUNTS, {"c": coach_id, "cur": currency})
+    }
+    for kind in (Kind.AVAILABLE, Kind.IN_TRANSIT):
+        if kind.value not in found:
+            ref = AccountRef.coach(coach_id, kind, currency)
+            found[kind.value] = await get_account_id(db, ref)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +112,8 @@ async def reserve(
 ) -> Payout | Refusal:
     """Step 1. ``force`` (an admin's retry) skips the schedule and the minimum, not
     the pause or the Connect account's state. Flushes; the caller commits."""
-    available = await get_account_id(db, AccountRef.coach(coach_id, Kind.AVAILABLE, currency))
+    accounts = await coach_accounts(db, coach_id, currency)
+    available = accounts["available"]
     owed = await _lock_available(db, available, wait=force)
     if owed is None:
         return Refusal("balance busy (another worker holds it)")
@@ -109,10 +124,10 @@ async def reserve(
         return Refusal("payouts are paused")
     if not coach.payouts_enabled or not coach.stripe_account_id:
         return Refusal("the Connect account cannot receive payouts")
-    if (await db.execute(_OPEN, {"coach": coach_id, "cur": currency})).first() is not None:
+    if coach.has_open:
         return Refusal("a payout is already open")
     if not force:
-        last = (await db.execute(_LAST_PAYOUT, {"coach": coach_id, "cur": currency})).scalar()
+        last = coach.last_payout_at
         if not is_due(coach.payout_schedule, last_payout_at=last, now=now):
             return Refusal("the schedule is not due")
         if owed < coach.minimum:
@@ -131,7 +146,7 @@ async def reserve(
     )
     db.add(payout)
     await db.flush()
-    in_transit = await get_account_id(db, AccountRef.coach(coach_id, Kind.IN_TRANSIT, currency))
+    in_transit = accounts["in_transit"]
     result = await post(
         db,
         type=TxType.PAYOUT,
@@ -197,7 +212,7 @@ async def settle(
 
     ``after_post`` is a test seam between the ledger posting and the row update."""
     cur = payout.currency
-    in_transit = await get_account_id(db, AccountRef.coach(payout.coach_id, Kind.IN_TRANSIT, cur))
+    in_transit = (await coach_accounts(db, payout.coach_id, cur))["in_transit"]
     cash = await get_account_id(
         db, AccountRef.platform(Kind.STRIPE_BALANCE, cur), hot_slots=hot_slots
     )
@@ -229,8 +244,8 @@ async def fail(
 ) -> None:
     """Step 3, definite refusal: the money goes back to available, with the reason."""
     cur = payout.currency
-    in_transit = await get_account_id(db, AccountRef.coach(payout.coach_id, Kind.IN_TRANSIT, cur))
-    available = await get_account_id(db, AccountRef.coach(payout.coach_id, Kind.AVAILABLE, cur))
+    accounts = await coach_accounts(db, payout.coach_id, cur)
+    in_transit, available = accounts["in_transit"], accounts["available"]
     result = await post(
         db,
         type=TxType.PAYOUT_FAILED,

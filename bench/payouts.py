@@ -1,0 +1,295 @@
+"""Release and pay 100,000 due earnings across 10,000 coaches against the Stripe emulator.
+
+    uv run python -m bench.payouts                       # 100,000 / 10,000, then the 100 req/s run
+    uv run python -m bench.payouts --earnings 20000 --coaches 2000 --limited-earnings 2000
+
+The emulator runs in a process of its own (so its CPU is not ours), with the
+platform balance funded; the coaches' Connect accounts are created through
+its API. Data is bulk-loaded (not timed); then ONE cycle (release job, then
+payout job) is timed, as ``coachpay payouts run`` would run it. Printed:
+seconds, Stripe calls made (the emulator's request counter), calls per second,
+peak RSS of this process. The second run limits the emulator to 100 requests/s
+and shows the run stays within it: the 429s are answered by the gateway's
+backoff, every payout ends paid. Exit 1 if the money does not verify.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+from bench.common import DEFAULT_URL, scratch_database
+from core.clock import FrozenClock
+from core.db import create_engine, session_factory
+from core.settings import Settings
+from core.stripe_gateway import StripeGateway
+from ledger.accounts import AccountRef, Kind, get_account_id
+from migrations.runner import upgrade
+from payouts.jobs import run_cycle
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+BOOT = """
+import sys
+from emulator.server import EmulatorServer
+s = EmulatorServer(port=int(sys.argv[1]), seed=1)
+for cur in ("usd",):
+    s.state.funds(cur).available = 10**15
+s.serve_forever()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_emulator() -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-c", BOOT, str(port)])
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            httpx.get(f"{base}/_emulator/config", timeout=1)
+            return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("emulator did not start")
+
+
+async def make_accounts(base: str, n: int) -> list[str]:
+    gw = StripeGateway("sk_test_bench", api_base=base, backoff_base=0.05)
+    sem = asyncio.Semaphore(16)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as control:
+
+        async def one(i: int) -> str:
+            async with sem:
+                acct = await gw.create_account(
+                    email=None, country="US", metadata={}, idempotency_key=f"bench-acct:{i}"
+                )
+                r = await control.post(f"/_emulator/accounts/{acct.id}/complete_onboarding")
+                r.raise_for_status()
+                return acct.id
+
+        ids = await asyncio.gather(*(one(i) for i in range(n)))
+    await gw.aclose()
+    return list(ids)
+
+
+async def load(db_url: str, accounts: list[str], earnings: int) -> None:
+    """Users, profiles, Connect accounts, coach ledger accounts, due earnings, and the
+    coaches' pending balances posted (one session payment per coach, in bulk)."""
+    coaches = len(accounts)
+    engine = create_engine(db_url, pool_size=2)
+    async with session_factory(engine)() as db, db.begin():
+        stripe = await get_account_id(db, AccountRef.platform(Kind.STRIPE_BALANCE, "usd"))
+        await db.execute(
+            text(
+                "INSERT INTO users (id, sub, role) SELECT g, 'bench-coach-' || g, 'coach' "
+                "FROM generate_series(1, :n) g"
+            ),
+            {"n": coaches},
+        )
+        await db.execute(
+            text(
+                "INSERT INTO coach_profiles (user_id, payout_schedule) "
+                "SELECT g, 'instant' FROM generate_series(1, :n) g"
+            ),
+            {"n": coaches},
+        )
+        await db.execute(
+            text(
+                "INSERT INTO connect_accounts "
+                "(coach_id, stripe_account_id, payouts_enabled, status) "
+                "SELECT ord, acct, true, 'active' FROM unnest(CAST(:a AS text[])) "
+                "WITH ORDINALITY AS x(acct, ord)"
+            ),
+            {"a": accounts},
+        )
+        await db.execute(
+            text(
+                "INSERT INTO ledger_accounts (owner_type, owner_id, kind, currency) "
+                "SELECT 'coach', g, k, 'usd' FROM generate_series(1, :n) g, "
+                "unnest(ARRAY['pending', 'available', 'in_transit']) k"
+            ),
+            {"n": coaches},
+        )
+        await db.execute(
+            text(
+                "INSERT INTO ledger_balance_slots (account_id, slot, balance) "
+                "SELECT id, 0, 0 FROM ledger_accounts WHERE owner_type = 'coach'"
+            )
+        )
+        # Earnings of 10.00..59.99 coach share, due over the last three days.
+        await db.execute(
+            text(
+                "INSERT INTO earnings (coach_id, currency, gross, platform_fee, amount, "
+                "available_at, status, created_at) "
+                "SELECT 1 + (g % :n), 'usd', 1250 + (g % 5000) * 1.25, "
+                "1250 + (g % 5000) * 1.25 - (1000 + g % 5000), 1000 + g % 5000, "
+                ":now - (g % 4320) * interval '1 minute', 'pending', :now "
+                "FROM generate_series(1, :e) g"
+            ),
+            {"n": coaches, "e": earnings, "now": NOW},
+        )
+        rows = await db.execute(
+            text(
+                "SELECT e.coach_id, sum(e.amount), a.id FROM earnings e JOIN ledger_accounts a "
+                "ON a.owner_type = 'coach' AND a.owner_id = e.coach_id AND a.kind = 'pending' "
+                "GROUP BY e.coach_id, a.id"
+            )
+        )
+        batch = [
+            {
+                "k": f"bench-payment:{coach}",
+                "legs": [
+                    {"account_id": stripe, "amount": int(total), "currency": "usd"},
+                    {"account_id": pending, "amount": -int(total), "currency": "usd"},
+                ],
+            }
+            for coach, total, pending in rows
+        ]
+        for i in range(0, len(batch), 2000):
+            await db.execute(
+                text(
+                    "SELECT p.* FROM jsonb_to_recordset(CAST(:b AS jsonb)) "
+                    "AS x(k TEXT, legs JSONB) "
+                    "CROSS JOIN LATERAL ledger_post('session_payment', x.k, :now, x.legs, '{}') p"
+                ),
+                {"b": json.dumps(batch[i : i + 2000]), "now": NOW},
+            )
+    await engine.dispose()
+
+
+def stats(base: str) -> dict[str, Any]:
+    result: dict[str, Any] = httpx.get(f"{base}/_emulator/stats", timeout=30).json()
+    return result
+
+
+def stripe_calls(s: dict[str, Any]) -> int:
+    return sum(int(v) for k, v in s["requests"].items() if " /v1/" in k)
+
+
+async def timed_cycle(db_url: str, base: str, *, until_settled: bool) -> dict[str, Any]:
+    settings = Settings(job_batch_size=500, db_pool_size=10)
+    engine = create_engine(db_url, pool_size=10)
+    factory = session_factory(engine)
+    gw = StripeGateway("sk_test_bench", api_base=base, max_retries=6, backoff_base=0.05)
+    before = stripe_calls(stats(base))
+    t0 = time.perf_counter()
+    cycles = 0
+    while True:
+        result = await run_cycle(factory, gateway=gw, clock=FrozenClock(NOW), settings=settings)
+        if cycles == 0:
+            print(f"  first cycle {time.perf_counter() - t0:.1f} s: {result}", flush=True)
+        cycles += 1
+        async with factory() as db:
+            open_ = await db.scalar(
+                text("SELECT count(*) FROM payouts WHERE status IN ('pending', 'waiting_funds')")
+            )
+        if not until_settled or not open_ or cycles >= 20:
+            break
+    seconds = time.perf_counter() - t0
+    s = stats(base)
+    async with factory() as db:
+        check = (
+            await db.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM payouts WHERE status = 'paid'), "
+                    "(SELECT count(*) FROM payouts WHERE status <> 'paid'), "
+                    "(SELECT count(*) FROM earnings WHERE status <> 'paid'), "
+                    "(SELECT COALESCE(sum(balance), 0) FROM ledger_balance_slots), "
+                    "(SELECT COALESCE(sum(-s.balance), 0) FROM ledger_balance_slots s JOIN "
+                    " ledger_accounts a ON a.id = s.account_id WHERE a.owner_type = 'coach')"
+                )
+            )
+        ).one()
+    await gw.aclose()
+    await engine.dispose()
+    calls = stripe_calls(s) - before
+    return {
+        "seconds": seconds,
+        "cycles": cycles,
+        "released": result.release.released,
+        "calls": calls,
+        "calls_per_second": calls / seconds if seconds else 0.0,
+        "paid": int(check[0]),
+        "not_paid": int(check[1]),
+        "earnings_unpaid": int(check[2]),
+        "trial_balance": int(check[3]),
+        "coach_owed": int(check[4]),
+        "faults": s["faults"],
+    }
+
+
+async def scenario(url: str, name: str, earnings: int, coaches: int, *, rps: float | None) -> bool:
+    proc, base = start_emulator()
+    try:
+        with scratch_database(url, f"coachpay_bench_payouts_{name}_{os.getpid()}") as db_url:
+            await asyncio.to_thread(upgrade, db_url)
+            t = time.perf_counter()
+            accounts = await make_accounts(base, coaches)
+            await load(db_url, accounts, earnings)
+            print(f"[{name}] setup {time.perf_counter() - t:.1f} s (not timed)", flush=True)
+            if rps is not None:
+                httpx.post(  # noqa: ASYNC210 - setup, before the timed part
+                    f"{base}/_emulator/faults",
+                    json={"max_requests_per_second": rps, "paths": ["/v1"]},
+                    timeout=10,
+                ).raise_for_status()
+            r = await timed_cycle(db_url, base, until_settled=rps is not None)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    ok = (
+        r["paid"] == coaches
+        and r["not_paid"] == 0
+        and r["earnings_unpaid"] == 0
+        and r["trial_balance"] == 0
+        and r["coach_owed"] == 0
+    )
+    print(
+        f"[{name}] {earnings:,} earnings / {coaches:,} coaches: {r['seconds']:.1f} s "
+        f"({r['cycles']} cycle(s)), released {r['released']:,}, paid {r['paid']:,} payouts; "
+        f"Stripe calls {r['calls']:,} = {r['calls_per_second']:.0f}/s; "
+        f"429 answered {r['faults'].get('rate_limited', 0)}; money verifies: {ok}",
+        flush=True,
+    )
+    return ok
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--url", default=os.environ.get("COACHPAY_TEST_DATABASE_URL", DEFAULT_URL))
+    ap.add_argument("--earnings", type=int, default=100_000)
+    ap.add_argument("--coaches", type=int, default=10_000)
+    ap.add_argument("--limited-earnings", type=int, default=5_000)
+    ap.add_argument("--limited-coaches", type=int, default=500)
+    ap.add_argument("--rps", type=float, default=100.0)
+    args = ap.parse_args()
+    ok = await scenario(args.url, "zero_latency", args.earnings, args.coaches, rps=None)
+    print(
+        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True
+    )
+    if args.limited_earnings:
+        ok &= await scenario(
+            args.url, "limited", args.limited_earnings, args.limited_coaches, rps=args.rps
+        )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
