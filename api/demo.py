@@ -101,11 +101,10 @@ class Demo:
 def _free_port(host: str, wanted: int) -> int:
     with socket.socket() as s:
         try:
-            s.bind((host, wanted))
-            return wanted
+            s.bind((host, wanted))  # 0: the system picks one
         except OSError:
             s.bind((host, 0))
-            return int(s.getsockname()[1])
+        return int(s.getsockname()[1])
 
 
 async def _reset(runtime: Runtime) -> bool:

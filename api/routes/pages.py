@@ -108,7 +108,9 @@ async def finance_page(
         error, s, e, cur, grp = f"{exc.field}: {exc.detail}", None, None, None, "day"
     rows = await summary(db, start=s, end=e, currency=cur, group=grp)
     currencies = await _currencies(db)
-    chart_cur = cur or (rows[0].currency if rows else ctx.settings.default_currency)
+    seen = {r.currency for r in rows}
+    default = ctx.settings.default_currency
+    chart_cur = cur or (default if default in seen or not rows else rows[0].currency)
     mine = [r for r in rows if r.currency == chart_cur]
     labels = [r.period_start.isoformat() if r.period_start else "" for r in mine]
     revenue = bar_chart(
