@@ -7,7 +7,7 @@ Templates are Jinja (Litestar's engine, autoescaped), charts inline SVG.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -35,6 +35,7 @@ _engine = JinjaTemplateEngine(directory=TEMPLATES)
 Q = Annotated[str | None, QueryParameter()]
 From = Annotated[str | None, QueryParameter(query="from")]
 To = Annotated[str | None, QueryParameter(query="to")]
+RECONCILE_DEFAULT = timedelta(days=30)
 TOTAL_COLUMNS = (
     ("gross_volume", "Gross volume"), ("platform_fees", "Platform fees"),
     ("processing_fees", "Stripe fees"), ("net_platform_revenue", "Net revenue"),
@@ -135,7 +136,10 @@ async def finance_page(
     recon: dict[str, Any] | None = None
     recon_error = None
     try:
-        recon = await fq.reconciliation_report(db, ctx, s, e)
+        # Without a period, the last 30 days: a page view must not page through all of
+        # Stripe's history (the API endpoint and its CSV do any period asked for).
+        recon_start = s if (s or e) else ctx.clock.now() - RECONCILE_DEFAULT
+        recon = await fq.reconciliation_report(db, ctx, recon_start, e)
     except (
         DomainError
     ) as exc:  # Stripe unreachable or the period too large: say so, render the rest
