@@ -206,7 +206,7 @@ class Runner:
         point = Tally()
         for t in self.pool.map(_proc_main, specs, chunksize=1):
             point.add(t)
-        if point.late > 0.2:
+        if point.late > 0.2 and self.runs > 1:  # the warm-up run pays for process start
             print(f"  (warning: a client process started {point.late:.2f} s late)")
         self.total.add(point)
         cores = os.cpu_count() or 1
@@ -405,6 +405,15 @@ def main(argv: list[str] | None = None) -> int:
         headers += [f"hot lean, coach in {args.coach_slots} slots", "hot/spread"]
     print(common.format_table(headers, hot_rows))
     print(f"\n{runner.total.count} payments posted in all")
+    result: dict[str, object] = {"verified": "no" if problems else "yes"}
+    for main_row, hot_row in zip(main_rows, hot_rows, strict=True):
+        w = main_row[0]
+        result[f"lean_vs_pgbench_c{w}"] = main_row[3]
+        result[f"session_vs_pgbench_c{w}"] = main_row[5]
+        result[f"hot_vs_spread_c{w}"] = hot_row[3]
+        if slotted:
+            result[f"hot{args.coach_slots}slots_vs_spread_c{w}"] = hot_row[8]
+    print(common.result_line("ledger", result))  # collected by bench/all.sh
     if problems:
         print("NOT verified:\n  " + "\n  ".join(problems[:20]))
         return 1
