@@ -1,0 +1,285 @@
+"""API fuzzing with schemathesis against the app's own OpenAPI (/schema/openapi.json).
+
+Every operation, as each role (and without a token), with positive and negative (schema
+violating) data: no 5xx, and every response conforms to the schema the app declares.
+Bounded and derandomized, so CI is repeatable and fast; the app is the real one (ASGI,
+in-process) over the seeded world of tests/system/conftest.py and the Stripe emulator.
+
+The webhook endpoints answer to signatures, not to the schema: they are fuzzed separately,
+with bodies and signature headers that are never valid, and must never answer 2xx.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.python import asgi as schemathesis_asgi
+from schemathesis.specs.openapi.checks import response_schema_conformance
+from sqlalchemy import text
+
+from api.app import create_app
+from api.routes.auth import SessionRequest
+from api.routes.bookings import RefundRequest
+from api.routes.coaches import OnboardingRequest
+from api.routes.sessions import CreateSession
+from api.runtime import Runtime
+from core.settings import Settings, load_settings
+from tests.api.conftest import TEST_JWT_SECRET
+from tests.system.conftest import World
+from tests.system.test_role_matrix import TABLE
+
+ROLES: tuple[str | None, ...] = (None, "mentee", "coach", "finance", "admin")
+WEBHOOKS = ("/v1/webhooks/stripe", "/v1/webhooks/stripe/connect")
+# Examples per operation and role: the allowed roles reach the handlers, the others only the
+# guard (which is all there is to find there).
+ALLOWED_EXAMPLES = 15
+FORBIDDEN_EXAMPLES = 3
+SETTINGS = settings(
+    derandomize=True,  # the same examples on every run: CI is repeatable
+    database=None,
+    deadline=timedelta(seconds=5),
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    suppress_health_check=list(HealthCheck),
+    print_blob=False,
+)
+
+
+@schemathesis.check
+def error_body(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Errors the schema leaves undeclared (401/403/404/409/422) still keep the API's
+    contract: a JSON ``{"error": str, "detail": str}``."""
+    if response.status_code < 400:
+        return None
+    body = response.json()
+    assert isinstance(body, dict), body
+    assert isinstance(body.get("error"), str) and isinstance(body.get("detail"), str), body
+    return None
+
+
+CHECKS = [not_a_server_error, response_schema_conformance, error_body]
+
+# Handlers that read their JSON body from the raw ``Request`` (strict decoding, field named in
+# the error) declare no request body in /schema, so a fuzzer would never send one. The
+# bodies they accept, from the same msgspec types (or the documented fields), are added to the
+# schema fuzzed here (the gap itself is reported to the route owners).
+_REASON = {
+    "type": "object",
+    "properties": {"reason": {"type": "string", "maxLength": 500}},
+    "additionalProperties": False,
+}
+_PROFILE = {
+    "type": "object",
+    "properties": {
+        "fee_bps": {"type": "integer", "minimum": 0, "maximum": 10000},
+        "hold_hours": {"type": "integer", "minimum": 0, "maximum": 2160},
+        "payout_schedule": {"enum": ["instant", "daily", "weekly", "monthly"]},
+        "minimum_payout": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "payouts_paused": {"type": "boolean"},
+        "payouts_paused_reason": {"type": "string", "maxLength": 500},
+    },
+    "additionalProperties": False,
+}
+BODIES: dict[tuple[str, str], Any] = {
+    ("POST", "/auth/session"): SessionRequest,
+    ("POST", "/v1/coaches/me/onboarding"): OnboardingRequest,
+    ("POST", "/v1/sessions"): CreateSession,
+    ("POST", "/v1/bookings/{booking_id}/refund"): RefundRequest,
+    ("PATCH", "/v1/admin/coaches/{coach_id}"): _PROFILE,
+    ("POST", "/v1/admin/coaches/{coach_id}/payouts/pause"): _REASON,
+    ("POST", "/v1/admin/coaches/{coach_id}/payouts/resume"): _REASON,
+}
+
+
+def with_request_bodies(raw: dict[str, Any]) -> dict[str, Any]:
+    spec = copy.deepcopy(raw)
+    types = [t for t in BODIES.values() if isinstance(t, type)]
+    refs, components = msgspec.json.schema_components(
+        types, ref_template="#/components/schemas/{name}"
+    )
+    spec.setdefault("components", {}).setdefault("schemas", {}).update(components)
+    by_type = dict(zip(types, refs, strict=True))
+    for (method, path), body in BODIES.items():
+        operation = spec["paths"][path][method.lower()]
+        assert "requestBody" not in operation, f"{method} {path} declares its body now"
+        schema = by_type[body] if isinstance(body, type) else body
+        operation["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": schema}},
+        }
+    return spec
+
+
+def _operations() -> list[tuple[str, str]]:
+    """(METHOD, path) of every operation in the schema, read at collection time from an app
+    that is built but not started (no database needed)."""
+    app = create_app(
+        load_settings(
+            database_url="postgresql://collect.invalid/none",
+            stripe_secret_key="sk_test_collect",
+            jwt_secret=TEST_JWT_SECRET,
+        )
+    )
+    paths = app.openapi_schema.to_schema()["paths"]
+    methods = {"get", "post", "put", "patch", "delete"}
+    return sorted((m.upper(), p) for p, item in paths.items() for m in item if m in methods)
+
+
+OPERATIONS = [op for op in _operations() if op[1] not in WEBHOOKS]
+# Known schema mismatches whose fix belongs in another engineer's file: (method, path) -> why.
+SIGN_IN_500 = (
+    "BUG (api/routes/auth.py, not ours to fix): POST /auth/session with a malformed JSON body "
+    "(e.g. b'\\x00', Content-Type application/json) answers 500: request.json() raises "
+    "litestar's SerializationException, which no exception handler maps to a 4xx"
+)
+XFAIL: dict[tuple[str, str], str] = {("POST", "/auth/session"): SIGN_IN_500}
+
+
+@dataclass
+class Fuzz:
+    schema: Any
+    app: Any
+    world: World
+
+    def headers(self, role: str | None) -> dict[str, str]:
+        return self.world.headers(role)
+
+
+@pytest.fixture(scope="module")
+def fuzz(world: World, system_settings: Settings) -> Iterator[Fuzz]:
+    # An app of its own: schemathesis runs it on its own event loop (a portal thread), where
+    # its runtime (engine, gateway) is started by the ASGI lifespan and stays.
+    runtime = Runtime(system_settings, webhook_processing="inline")
+    app = create_app(system_settings, runtime=runtime, stop_runtime=True)
+    served = schemathesis.openapi.from_asgi("/schema/openapi.json", app)
+    schema = schemathesis.openapi.from_dict(with_request_bodies(served.raw_schema))
+    schema.app, schema.location = app, served.location
+    yield Fuzz(schema=schema, app=app, world=world)
+    schemathesis_asgi.shutdown_lifespans()
+
+
+def test_every_operation_is_fuzzed(fuzz: Fuzz) -> None:
+    """The operations collected up front are the ones the running app serves."""
+    served = {(m.upper(), p) for p, item in fuzz.schema.raw_schema["paths"].items() for m in item}
+    assert set(OPERATIONS) == served - {("POST", p) for p in WEBHOOKS}
+    assert {("POST", p) for p in WEBHOOKS} <= served
+
+
+def _allowed(method: str, path: str, role: str | None) -> bool:
+    rule = TABLE.get(f"{method} {path}")
+    # /health, and the sign-in (its token is in the body: every caller reaches the handler).
+    if rule is None or path == "/auth/session":
+        return True
+    return rule.anonymous if role is None else role in rule.roles
+
+
+def _params() -> list[Any]:
+    out = []
+    for method, path in OPERATIONS:
+        why = XFAIL.get((method, path))
+        marks = [pytest.mark.xfail(reason=why, strict=False)] if why else []
+        for role in ROLES:
+            label = f"{method} {path} {role or 'anonymous'}"
+            out.append(pytest.param(method, path, role, id=label, marks=marks))
+    return out
+
+
+def _known_ids(case: Any, ident: int) -> Any:
+    for name, value in (case.path_parameters or {}).items():
+        if isinstance(value, int):
+            case.path_parameters[name] = ident
+    return case
+
+
+@pytest.mark.parametrize(("method", "path", "role"), _params())
+def test_fuzz(fuzz: Fuzz, method: str, path: str, role: str | None) -> None:
+    operation = fuzz.schema[path][method]
+    headers = fuzz.headers(role)
+    positive = operation.as_strategy(generation_mode=GenerationMode.POSITIVE)
+    strategy = st.one_of(
+        positive,
+        operation.as_strategy(generation_mode=GenerationMode.NEGATIVE),
+        # Ids of the seeded world (1..40), so the handlers meet real bookings, sessions,
+        # coaches and payouts of both sides, not only misses.
+        st.builds(_known_ids, positive, st.integers(1, 40)),
+    )
+    examples = ALLOWED_EXAMPLES if _allowed(method, path, role) else FORBIDDEN_EXAMPLES
+
+    @settings(SETTINGS, max_examples=examples)
+    @given(case=strategy)
+    def run(case: Any) -> None:
+        case.call_and_validate(headers=headers, checks=CHECKS, timeout=30)
+
+    run()
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+_events = st.fixed_dictionaries(
+    {
+        "id": st.text(max_size=30),
+        "object": st.just("event"),
+        "type": st.sampled_from(
+            ["checkout.session.completed", "account.updated", "charge.refunded", "x"]
+        ),
+        "data": st.fixed_dictionaries({"object": _json}),
+    },
+    optional={"account": st.text(max_size=20), "created": st.integers()},
+)
+_signatures = st.one_of(
+    st.none(),
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60),
+    st.builds(lambda t, v: f"t={t},v1={v}", st.integers(0, 2**34), st.text("0123456789abcdef")),
+)
+
+
+@pytest.mark.parametrize("path", WEBHOOKS)
+async def test_webhooks_never_2xx_without_a_valid_signature(fuzz: Fuzz, path: str) -> None:
+    bearer = [fuzz.headers(r) for r in ROLES]
+
+    async def stored() -> int:
+        async with fuzz.world.engine.connect() as conn:
+            return int((await conn.execute(text("SELECT count(*) FROM webhook_events"))).scalar())
+
+    before = await stored()
+
+    @settings(SETTINGS, max_examples=40)
+    @given(
+        body=st.one_of(st.binary(max_size=200), _events, _json),
+        signature=_signatures,
+        auth=st.sampled_from(bearer),
+    )
+    def run(body: Any, signature: str | None, auth: dict[str, str]) -> None:
+        headers = {**auth, "Content-Type": "application/json"}
+        if signature is not None:
+            headers["Stripe-Signature"] = signature
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        response = client.post(path, data=raw, headers=headers, timeout=30)
+        assert response.status_code == 400, (response.status_code, response.text, body)
+
+    with schemathesis_asgi.get_client(fuzz.app) as client:
+        run()
+    assert await stored() == before
+
+
+@pytest.mark.xfail(strict=True, reason=SIGN_IN_500)
+def test_sign_in_with_malformed_json_is_a_4xx(fuzz: Fuzz) -> None:
+    """The fuzzer's finding, pinned: when it is fixed this XPASSes (strict) and both xfails go."""
+    with schemathesis_asgi.get_client(fuzz.app) as client:
+        headers = {"Content-Type": "application/json"}
+        r = client.post("/auth/session", data=b"\x00", headers=headers, timeout=30)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text)
