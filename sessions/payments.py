@@ -130,7 +130,7 @@ async def record_payment(
         await auto_refund(db, booking, pi, bt, reason=reason, gateway=gateway, now=now, cause=cause)
         return "refunded"
     payment, parts = await post_payment(
-        db, booking, gross=pi.amount, payment_intent_id=pi.id, at=now
+        db, booking, gross=pi.amount, payment_intent_id=pi.id, charge_id=pi.latest_charge_id, at=now
     )
     if bt is not None:
         await post_processing_fee(db, booking, bt, payment_intent_id=pi.id, at=now)
@@ -179,7 +179,9 @@ async def auto_refund(
     )
     # The split uses the booking's fee rate; the payment is posted too, so the
     # coach's pending account goes -share then +share and ends where it was.
-    await post_payment(db, booking, gross=pi.amount, payment_intent_id=pi.id, at=now)
+    await post_payment(
+        db, booking, gross=pi.amount, payment_intent_id=pi.id, charge_id=pi.latest_charge_id, at=now
+    )
     if bt is not None:
         await post_processing_fee(db, booking, bt, payment_intent_id=pi.id, at=now)
     parts = refund_split(

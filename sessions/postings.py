@@ -1,6 +1,7 @@
 """Ledger postings of the payment flow. Signs: debit +, credit -.
 
 payment ``payment:<pi>``        stripe_balance +gross, fee_revenue -fee, coach pending -share
+                                (stripe_object_id and metadata charge_id: the charge)
 processing fee ``processing_fee:<txn>``  processing_fees +fee, stripe_balance -fee
 refund ``refund:<re>``          stripe_balance -amount, fee_revenue +fee_part,
                                 coach pending|available +share_part
@@ -45,7 +46,13 @@ def _attrs(booking: Booking, **extra: Any) -> dict[str, Any]:
 
 
 async def post_payment(
-    db: AsyncSession, booking: Booking, *, gross: int, payment_intent_id: str, at: datetime
+    db: AsyncSession,
+    booking: Booking,
+    *,
+    gross: int,
+    payment_intent_id: str,
+    charge_id: str | None,
+    at: datetime,
 ) -> tuple[PostResult, Split]:
     s = split(gross, booking.fee_bps)
     cur = booking.currency
@@ -61,8 +68,10 @@ async def post_payment(
         legs=_nonzero(legs),
         occurred_at=at,
         stripe_payment_intent_id=payment_intent_id,
-        stripe_object_id=payment_intent_id,
-        metadata={"fee_bps": booking.fee_bps},
+        # The charge is what Stripe's balance transaction names (its source):
+        # reconciliation links the payment by it, even with no fee posting.
+        stripe_object_id=charge_id or payment_intent_id,
+        metadata={"fee_bps": booking.fee_bps, **({"charge_id": charge_id} if charge_id else {})},
         **_attrs(booking),
     )
     return result, s

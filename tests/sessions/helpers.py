@@ -129,6 +129,37 @@ async def deliver_new(
     return events
 
 
+async def paid_booking(
+    db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer, price: int = 10000
+) -> tuple[Booking, int, int]:
+    """A booking paid through the emulator, its events delivered: (booking, coach, mentee)."""
+    now = ctx.clock.now()
+    coach = await make_coach(db, ctx.settings, now)
+    mentee = await make_user(db, "mentee", now)
+    session = await make_session(db, coach, ctx.clock, price=price)
+    booking = await book_for(db, ctx, session.id, mentee)
+    mark = event_mark(emulator)
+    pay(emulator, booking)
+    await deliver_new(db, ctx, emulator, mark)
+    await db.refresh(booking)
+    assert booking.status == "paid"
+    return booking, coach, mentee
+
+
+def make_event(type_: str, obj: dict[str, Any], n: int) -> StripeEvent:
+    """A hand-made event (shapes the emulator cannot produce: inquiries, failed refunds)."""
+    return StripeEvent.from_dict(
+        {
+            "id": f"evt_test_{type_}_{n}",
+            "object": "event",
+            "type": type_,
+            "created": 1_700_000_000 + n,
+            "livemode": False,
+            "data": {"object": obj},
+        }
+    )
+
+
 @dataclass
 class Platform:
     stripe: int

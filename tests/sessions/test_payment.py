@@ -6,9 +6,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.inbox import HandlerContext
+from core.stripe_types import BalanceTransaction
 from emulator.server import EmulatorServer
 from ledger.accounts import Kind, balance
 from ledger.models import Earning, LedgerTransaction
+from ledger.reconciliation import ledger_side, reconcile
 from sessions.models import BookingEvent, Refund
 from tests.sessions.helpers import (
     book_for,
@@ -18,6 +20,7 @@ from tests.sessions.helpers import (
     make_coach,
     make_session,
     make_user,
+    paid_booking,
     pay,
     platform_accounts,
     trial_balance,
@@ -132,3 +135,39 @@ async def test_completed_after_expiry_refunds_automatically(
         .all()
     )
     assert "auto_refund:booking_cancelled" in causes
+
+
+async def test_payment_posting_names_the_charge_so_a_zero_fee_payment_reconciles(
+    db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer
+) -> None:
+    booking, _, _ = await paid_booking(db, ctx, emulator)
+    assert booking.charge_id
+    tx = (
+        await db.execute(
+            select(LedgerTransaction).where(
+                LedgerTransaction.booking_id == booking.id,
+                LedgerTransaction.type == "session_payment",
+            )
+        )
+    ).scalar_one()
+    assert tx.metadata_["charge_id"] == booking.charge_id
+    assert tx.stripe_object_id == booking.charge_id
+    assert tx.stripe_payment_intent_id == booking.payment_intent_id
+    # A charge with no Stripe fee has no processing-fee posting to link through:
+    # the payment itself must match the charge's balance transaction.
+    bt = BalanceTransaction(
+        id="txn_zero_fee",
+        amount=10000,
+        fee=0,
+        net=10000,
+        currency="usd",
+        type="charge",
+        source=booking.charge_id,
+        status="available",
+        available_on=0,
+        created=0,
+        reporting_category="charge",
+    )
+    side = [s for s in await ledger_side(db, start=None, end=None) if s.transaction_id == tx.id]
+    result = reconcile([bt], side)
+    assert [m.ledger_transaction_ids for m in result.matched] == [(tx.id,)]
