@@ -305,6 +305,26 @@ class StripeGateway:
         )
         return Refund.from_dict(raw)
 
+    async def list_refunds(
+        self,
+        *,
+        charge: str | None = None,
+        payment_intent: str | None = None,
+        limit: int = 100,
+        starting_after: str | None = None,
+    ) -> Page[Refund]:
+        """The refunds of one charge (or PaymentIntent), newest first.
+
+        ``charge.refunded`` no longer embeds them (API 2022-11-15), so a refund
+        made in Stripe's dashboard is found here."""
+        if (charge is None) == (payment_intent is None):
+            raise ValueError("list the refunds of exactly one charge or payment_intent")
+        params = _params(
+            charge=charge, payment_intent=payment_intent, limit=limit, starting_after=starting_after
+        )
+        raw = await self._call(lambda: self._v1.refunds.list_async(params))
+        return _page(raw, Refund.from_dict)
+
     # -- Transfers ----------------------------------------------------------
 
     async def create_transfer(

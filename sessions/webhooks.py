@@ -170,19 +170,33 @@ async def on_refund(db: AsyncSession, event: StripeEvent, ctx: HandlerContext) -
 
 
 async def on_charge_refunded(db: AsyncSession, event: StripeEvent, ctx: HandlerContext) -> None:
-    """charge.refunded: each refund listed on the charge is booked like refund.created.
+    """charge.refunded: every refund of the charge is booked like refund.created.
 
-    Stripe no longer embeds the refunds list in this event (since 2022-11-15);
-    refund.created, which carries each refund, then does the work.
+    Stripe no longer embeds the refunds list in this event (since 2022-11-15),
+    so they are listed from Stripe: a dashboard refund whose refund.created is
+    lost or late is still booked (each one once, keyed on its refund id).
     """
     obj = event.data_object
     pi_id = obj.get("payment_intent")
-    await _ensure_payment(db, str(pi_id) if pi_id else None, ctx, f"{event.type}:{event.id}")
-    refunds = obj.get("refunds")
-    for raw in refunds.get("data", []) if isinstance(refunds, dict) else []:
-        await sync_refund(
-            db, Refund.from_dict(raw), clock=ctx.clock, cause=f"{event.type}:{event.id}"
-        )
+    cause = f"{event.type}:{event.id}"
+    if not await _ensure_payment(db, str(pi_id) if pi_id else None, ctx, cause):
+        return
+    charge_id = obj.get("id")
+    refunds: list[Refund] = []
+    if isinstance(charge_id, str) and charge_id:
+        cursor: str | None = None
+        while True:
+            page = await ctx.gateway.list_refunds(charge=charge_id, starting_after=cursor)
+            refunds.extend(page.data)
+            if not page.has_more or page.last_id is None:
+                break
+            cursor = page.last_id
+    else:
+        embedded = obj.get("refunds")
+        data = embedded.get("data", []) if isinstance(embedded, dict) else []
+        refunds = [Refund.from_dict(raw) for raw in data]
+    for refund in reversed(refunds):  # oldest first, as they were made
+        await sync_refund(db, refund, clock=ctx.clock, cause=cause)
 
 
 async def on_dispute(db: AsyncSession, event: StripeEvent, ctx: HandlerContext) -> None:

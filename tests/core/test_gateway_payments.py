@@ -10,6 +10,7 @@ from tests.core.stripe_fixtures import (
     assert_read,
     assert_write,
     charge,
+    listing,
     payment_intent,
     refund,
     stripe_api,
@@ -146,4 +147,30 @@ async def test_create_refund_needs_exactly_one_target() -> None:
             await gw.create_refund(
                 payment_intent="pi_1", charge="ch_1", amount=1, metadata={}, idempotency_key="k"
             )
+    assert not api.calls
+
+
+async def test_list_refunds_of_a_charge() -> None:
+    page = listing("/v1/refunds", [refund("re_2", amount=500), refund()], has_more=True)
+    async with stripe_api() as (gw, api):
+        route = api.get("/v1/refunds").respond(200, json=page)
+        result = await gw.list_refunds(charge="ch_1", limit=2, starting_after="re_9")
+    assert assert_read(route.calls.last.request, "/v1/refunds") == {
+        "charge": "ch_1",
+        "limit": "2",
+        "starting_after": "re_9",
+    }
+    assert result.has_more and result.last_id == "re_1"
+    assert [(r.id, r.amount, r.charge_id, r.payment_intent_id) for r in result.data] == [
+        ("re_2", 500, "ch_1", "pi_1"),
+        ("re_1", 2000, "ch_1", "pi_1"),
+    ]
+
+
+async def test_list_refunds_needs_exactly_one_filter() -> None:
+    async with stripe_api() as (gw, api):
+        with pytest.raises(ValueError):
+            await gw.list_refunds()
+        with pytest.raises(ValueError):
+            await gw.list_refunds(charge="ch_1", payment_intent="pi_1")
     assert not api.calls
