@@ -102,6 +102,11 @@ async def find_booking_id(db: AsyncSession, payment_intent_id: str | None) -> in
 async def open_dispute(
     db: AsyncSession, booking_id: int, dispute: Dispute, *, now: datetime
 ) -> None:
+    if dispute.status.startswith("warning_"):
+        # An inquiry (retrieval request): Stripe withdraws nothing unless it
+        # escalates, which comes as charge.dispute.funds_withdrawn; and
+        # warning_closed gives nothing back. So nothing moves now.
+        return
     booking = await get_booking(db, booking_id, lock=True)
     key = f"dispute:{dispute.id}:opened"
     if await _posted(db, key) is not None:

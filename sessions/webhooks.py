@@ -200,7 +200,7 @@ async def on_charge_refunded(db: AsyncSession, event: StripeEvent, ctx: HandlerC
 
 
 async def on_dispute(db: AsyncSession, event: StripeEvent, ctx: HandlerContext) -> None:
-    """charge.dispute.created / closed (and funds_* which carry the same object)."""
+    """charge.dispute.created / funds_withdrawn / closed (all carry the dispute)."""
     dispute = Dispute.from_dict(event.data_object)
     booking_id = await _ensure_payment(
         db, dispute.payment_intent_id, ctx, f"{event.type}:{event.id}"
@@ -226,4 +226,6 @@ def register_handlers(registry: HandlerRegistry) -> None:
     registry.register("refund.updated", on_refund)
     registry.register("charge.refunded", on_charge_refunded)
     registry.register("charge.dispute.created", on_dispute)
+    # An inquiry escalated to a chargeback: the funds leave now (opened once per dispute).
+    registry.register("charge.dispute.funds_withdrawn", on_dispute)
     registry.register("charge.dispute.closed", on_dispute)
