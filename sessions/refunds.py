@@ -27,6 +27,7 @@ from sessions.earnings import take_share
 from sessions.errors import NotYourBooking, RefundTooLarge, RefundWindowClosed
 from sessions.models import Booking, BookingStatus, CoachingSession, Refund
 from sessions.postings import post_refund
+from sessions.refund_failures import FAILED_STATUSES, reverse_failed_refund
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ async def apply_refund(
     ).scalar_one_or_none()
     if existing is not None:
         return None
-    if refund.status in ("failed", "canceled"):
+    if refund.status in FAILED_STATUSES:
         return None
     if booking.payment_intent_id is None or refund.payment_intent_id not in (
         None,
@@ -181,6 +182,9 @@ async def refund_booking(
         )
     except StripeRefused as exc:
         raise Conflict(f"Stripe refused the refund: {exc.message}") from exc
+    if refund.status in FAILED_STATUSES:
+        # Nothing left the platform: nothing to book (a retry gets the same answer).
+        raise Conflict(f"Stripe could not make the refund ({refund.failure_reason or 'failed'})")
     row = await apply_refund(
         db,
         booking,
@@ -201,9 +205,11 @@ async def refund_booking(
 async def sync_refund(
     db: AsyncSession, refund: StripeRefund, *, clock: Clock, cause: str
 ) -> Refund | None:
-    """A refund seen in a webhook (dashboard refunds, or ours echoed back)."""
-    booking_id = None
-    if refund.payment_intent_id:
+    """A refund seen in a webhook (dashboard refunds, or ours echoed back, or one that failed)."""
+    booking_id = (
+        await db.execute(select(Refund.booking_id).where(Refund.stripe_refund_id == refund.id))
+    ).scalar_one_or_none()
+    if booking_id is None and refund.payment_intent_id:
         booking_id = (
             await db.execute(
                 select(Booking.id).where(Booking.payment_intent_id == refund.payment_intent_id)
@@ -212,6 +218,9 @@ async def sync_refund(
     if booking_id is None:
         return None
     booking = await get_booking(db, booking_id, lock=True)
+    if refund.status in FAILED_STATUSES:
+        await reverse_failed_refund(db, booking, refund, now=clock.now(), cause=cause)
+        return None
     return await apply_refund(
         db,
         booking,

@@ -224,6 +224,8 @@ def register_handlers(registry: HandlerRegistry) -> None:
     registry.register("payment_intent.payment_failed", on_payment_failed)
     registry.register("refund.created", on_refund)
     registry.register("refund.updated", on_refund)
+    registry.register("refund.failed", on_refund)
+    registry.register("charge.refund.updated", on_refund)
     registry.register("charge.refunded", on_charge_refunded)
     registry.register("charge.dispute.created", on_dispute)
     # An inquiry escalated to a chargeback: the funds leave now (opened once per dispute).

@@ -1,0 +1,154 @@
+"""Refunds Stripe reports failed: at once, later, or before we saw them succeed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import Conflict
+from core.inbox import HandlerContext
+from core.stripe_gateway import StripeGateway
+from core.stripe_types import Refund as StripeRefund
+from emulator.server import EmulatorServer
+from ledger.accounts import Kind, balance
+from ledger.models import Earning, LedgerTransaction
+from sessions.audit import Actor
+from sessions.models import BookingEvent
+from sessions.refunds import refund_booking
+from tests.sessions.helpers import (
+    coach_balance,
+    count,
+    deliver,
+    make_event,
+    paid_booking,
+    platform_accounts,
+    trial_balance,
+)
+
+
+async def test_refund_that_fails_later_is_reversed(
+    db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer
+) -> None:
+    """refund.updated with status failed: Stripe gave the money back to the platform."""
+    booking, coach, mentee = await paid_booking(db, ctx, emulator)
+    p = await platform_accounts(db)
+    stripe_before = await balance(db, p.stripe)
+    row = await refund_booking(
+        db,
+        booking_id=booking.id,
+        actor=Actor.user(mentee, "mentee"),
+        amount=3000,
+        gateway=ctx.gateway,
+        clock=ctx.clock,
+    )
+    assert await coach_balance(db, coach, Kind.PENDING) == -5600
+    failed = {
+        "id": row.stripe_refund_id,
+        "object": "refund",
+        "amount": 3000,
+        "currency": "usd",
+        "charge": booking.charge_id,
+        "payment_intent": booking.payment_intent_id,
+        "status": "failed",
+        "failure_reason": "expired_or_canceled_card",
+        "metadata": {},
+    }
+    events = [make_event("refund.updated", failed, 10), make_event("refund.failed", failed, 11)]
+    await deliver(db, ctx, events + events)  # twice: reversed once
+    await db.refresh(booking)
+    await db.refresh(row)
+    assert booking.status == "paid" and booking.amount_refunded == 0
+    assert row.status == "failed"
+    assert await coach_balance(db, coach, Kind.PENDING) == -8000
+    assert await balance(db, p.fees) == -2000
+    assert await balance(db, p.stripe) == stripe_before
+    earning = (
+        await db.execute(select(Earning).where(Earning.booking_id == booking.id))
+    ).scalar_one()
+    assert earning.reduced_before_release == 0 and earning.status == "pending"
+    causes = (
+        (await db.execute(select(BookingEvent.cause).where(BookingEvent.booking_id == booking.id)))
+        .scalars()
+        .all()
+    )
+    assert "refund_failed" in causes
+    assert await trial_balance(db) == 0
+    # What failed counts as refunded no more.
+    await refund_booking(
+        db,
+        booking_id=booking.id,
+        actor=Actor.user(mentee, "mentee"),
+        amount=7000,
+        gateway=ctx.gateway,
+        clock=ctx.clock,
+    )
+    await db.refresh(booking)
+    assert booking.status == "partially_refunded" and booking.amount_refunded == 7000
+
+
+class _FailingRefunds(StripeGateway):
+    async def create_refund(self, **kwargs: Any) -> StripeRefund:
+        return StripeRefund(
+            id="re_sync_failed",
+            amount=int(kwargs["amount"]),
+            currency="usd",
+            charge_id=None,
+            payment_intent_id=str(kwargs["payment_intent"]),
+            status="failed",
+            metadata={},
+            failure_reason="unknown",
+        )
+
+
+async def test_refund_failed_at_once_is_a_conflict_and_books_nothing(
+    db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer
+) -> None:
+    booking, _, mentee = await paid_booking(db, ctx, emulator)
+    before = await count(db, LedgerTransaction)
+    gw = _FailingRefunds("sk_test_sessions", api_base=emulator.base_url, max_retries=0)
+    try:
+        with pytest.raises(Conflict):
+            await refund_booking(
+                db,
+                booking_id=booking.id,
+                actor=Actor.user(mentee, "mentee"),
+                amount=100,
+                gateway=gw,
+                clock=ctx.clock,
+            )
+    finally:
+        await gw.aclose()
+    assert await count(db, LedgerTransaction) == before
+    await db.refresh(booking)
+    assert booking.amount_refunded == 0
+
+
+async def test_refund_failed_event_before_created_books_nothing(
+    db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer
+) -> None:
+    booking, coach, _ = await paid_booking(db, ctx, emulator)
+    obj = {
+        "id": f"re_ooo_{booking.id}",
+        "object": "refund",
+        "amount": 4000,
+        "currency": "usd",
+        "charge": booking.charge_id,
+        "payment_intent": booking.payment_intent_id,
+        "status": "failed",
+        "metadata": {},
+    }
+    await deliver(
+        db,
+        ctx,
+        [
+            make_event("refund.failed", obj, 20),
+            make_event("refund.created", {**obj, "status": "pending"}, 21),  # stale snapshot
+        ],
+    )
+    await db.refresh(booking)
+    assert booking.status == "paid" and booking.amount_refunded == 0
+    assert await coach_balance(db, coach, Kind.PENDING) == -8000
+    assert await trial_balance(db) == 0
