@@ -19,6 +19,7 @@ from core.inbox import HandlerContext, HandlerRegistry
 from core.stripe_types import PaymentIntent, Refund, StripeEvent
 from sessions.audit import Actor, transition
 from sessions.booking import get_booking
+from sessions.catalog import lock_session
 from sessions.disputes import Dispute, close_dispute, find_booking_id, open_dispute
 from sessions.models import Booking, BookingStatus
 from sessions.payments import sync_payment
@@ -57,6 +58,9 @@ async def on_checkout_expired(db: AsyncSession, event: StripeEvent, ctx: Handler
     booking_id = await _booking_for_checkout(db, event.data_object)
     if booking_id is None:
         return
+    # Session lock first, then the booking's: the order of book and
+    # record_payment (which this may call), so the two cannot deadlock.
+    await lock_session(db, (await get_booking(db, booking_id)).coaching_session_id)
     booking = await get_booking(db, booking_id, lock=True)
     if (
         booking.status != BookingStatus.PENDING
