@@ -52,10 +52,11 @@ async def _session_request(request: Request[Any, Any, Any]) -> tuple[SessionRequ
     is_form = content_type.startswith(
         (RequestEncodingType.URL_ENCODED.value, RequestEncodingType.MULTI_PART.value)
     )
-    raw: Any = dict(await request.form()) if is_form else await request.json()
     try:
-        return msgspec.convert(raw, SessionRequest), is_form
-    except msgspec.ValidationError as exc:
+        if is_form:
+            return msgspec.convert(dict(await request.form()), SessionRequest), True
+        return msgspec.json.decode(await request.body(), type=SessionRequest), False
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise AuthenticationFailed(f"token missing or invalid: {exc}") from None
 
 

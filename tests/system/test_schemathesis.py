@@ -138,12 +138,7 @@ def _operations() -> list[tuple[str, str]]:
 
 OPERATIONS = [op for op in _operations() if op[1] not in WEBHOOKS]
 # Known schema mismatches whose fix belongs in another engineer's file: (method, path) -> why.
-SIGN_IN_500 = (
-    "BUG (api/routes/auth.py, not ours to fix): POST /auth/session with a malformed JSON body "
-    "(e.g. b'\\x00', Content-Type application/json) answers 500: request.json() raises "
-    "litestar's SerializationException, which no exception handler maps to a 4xx"
-)
-XFAIL: dict[tuple[str, str], str] = {("POST", "/auth/session"): SIGN_IN_500}
+XFAIL: dict[tuple[str, str], str] = {}
 
 
 @dataclass
@@ -276,9 +271,8 @@ async def test_webhooks_never_2xx_without_a_valid_signature(fuzz: Fuzz, path: st
     assert await stored() == before
 
 
-@pytest.mark.xfail(strict=True, reason=SIGN_IN_500)
 def test_sign_in_with_malformed_json_is_a_4xx(fuzz: Fuzz) -> None:
-    """The fuzzer's finding, pinned: when it is fixed this XPASSes (strict) and both xfails go."""
+    """The fuzzer found this answering 500 (request.json() raised); pinned as fixed."""
     with schemathesis_asgi.get_client(fuzz.app) as client:
         headers = {"Content-Type": "application/json"}
         r = client.post("/auth/session", data=b"\x00", headers=headers, timeout=30)
