@@ -28,7 +28,7 @@ from core.clock import Clock
 from core.settings import Settings
 from core.stripe_gateway import StripeGateway
 from payouts.errors import SimulatedCrash
-from payouts.release import AccountCache, release_due
+from payouts.release import AccountCache, Cursor, release_due
 from payouts.schedule import is_due
 from payouts.service import Refusal, reserve
 from payouts.transfer import CrashHook, _no_crash, process_payout
@@ -140,13 +140,22 @@ async def run_release_job(
         now = clock.now()
         limit = settings.job_batch_size
         cache: AccountCache = {}
+        # One cursor shared by the workers: each claims past the furthest row
+        # claimed so far. Rows skipped because another process held them are
+        # picked up by the next run.
+        cursor: list[Cursor] = []
 
         async def worker() -> None:
             while True:
                 local = dict(cache)  # cached only once committed: ids of rolled back rows lie
                 try:
                     async with factory() as db, db.begin():
-                        batch = await release_due(db, now=now, limit=limit, cache=local)
+                        after = cursor[0] if cursor else None
+                        batch = await release_due(
+                            db, now=now, limit=limit, cache=local, after=after
+                        )
+                        if batch.last is not None and (not cursor or batch.last > cursor[0]):
+                            cursor[:] = [batch.last]
                 except Exception:
                     log.exception("release batch failed; its earnings are retried next run")
                     result.errors += 1
