@@ -12,7 +12,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import Clock
@@ -124,6 +124,13 @@ async def apply_refund(
     return row
 
 
+async def _failed(db: AsyncSession, booking_id: int) -> int:
+    stmt = select(func.count()).where(
+        Refund.booking_id == booking_id, Refund.status.in_(FAILED_STATUSES)
+    )
+    return int((await db.execute(stmt)).scalar_one())
+
+
 def _may_refund(booking: Booking, session: CoachingSession, actor: Actor, now: datetime) -> None:
     """Mentee: until ``refund_window_hours`` before the start; the coach or an admin: always."""
     if actor.role == "admin" or (actor.role == "coach" and actor.user_id == booking.coach_id):
@@ -177,8 +184,12 @@ async def refund_booking(
                 "requested_by": str(actor.user_id),
             },
             reason="requested_by_customer",
-            # Same request after an unknown outcome -> same key -> one refund.
-            idempotency_key=idempotency_key("refund", booking.id, booking.amount_refunded, want),
+            # Same request after an unknown outcome -> same key -> one refund. A
+            # refund that failed since brings amount_refunded back: the failure
+            # count keeps the next attempt from replaying the failed one.
+            idempotency_key=idempotency_key(
+                "refund", booking.id, booking.amount_refunded, want, await _failed(db, booking.id)
+            ),
         )
     except StripeRefused as exc:
         raise Conflict(f"Stripe refused the refund: {exc.message}") from exc

@@ -76,17 +76,19 @@ async def test_refund_that_fails_later_is_reversed(
     )
     assert "refund_failed" in causes
     assert await trial_balance(db) == 0
-    # What failed counts as refunded no more.
-    await refund_booking(
+    # What failed counts as refunded no more, and asking again for the same
+    # amount is a new refund at Stripe (not the failed one replayed by its key).
+    again = await refund_booking(
         db,
         booking_id=booking.id,
         actor=Actor.user(mentee, "mentee"),
-        amount=7000,
+        amount=3000,
         gateway=ctx.gateway,
         clock=ctx.clock,
     )
+    assert again.stripe_refund_id != row.stripe_refund_id
     await db.refresh(booking)
-    assert booking.status == "partially_refunded" and booking.amount_refunded == 7000
+    assert booking.status == "partially_refunded" and booking.amount_refunded == 3000
 
 
 class _FailingRefunds(StripeGateway):
