@@ -265,7 +265,9 @@ async def scenario(url: str, name: str, earnings: int, coaches: int, *, rps: flo
         f"[{name}] {earnings:,} earnings / {coaches:,} coaches: {r['seconds']:.1f} s "
         f"({r['cycles']} cycle(s)), released {r['released']:,}, paid {r['paid']:,} payouts; "
         f"Stripe calls {r['calls']:,} = {r['calls_per_second']:.0f}/s; "
-        f"429 answered {r['faults'].get('rate_limited', 0)}; money verifies: {ok}",
+        f"429 answered {r['faults'].get('rate_limited', 0)} "
+        f"(accepted {(r['calls'] - r['faults'].get('rate_limited', 0)) / r['seconds']:.0f}/s); "
+        f"money verifies: {ok}",
         flush=True,
     )
     return ok
