@@ -92,8 +92,8 @@ class HandlerRegistry:
 
 async def store_event(
     db: AsyncSession, *, event: StripeEvent, endpoint: Endpoint, now: datetime
-) -> bool:
-    """Store ``event`` unless its id is already there; True when it is new."""
+) -> int | None:
+    """Store ``event`` unless its id is already there: the new row's id, ``None`` for a repeat."""
     stmt = (
         insert(WebhookEvent)
         .values(
@@ -111,8 +111,8 @@ async def store_event(
         .on_conflict_do_nothing(index_elements=["stripe_event_id"])
         .returning(WebhookEvent.id)
     )
-    new_id = (await db.execute(stmt)).scalar_one_or_none()
-    return new_id is not None
+    new_id: int | None = (await db.execute(stmt)).scalar_one_or_none()
+    return new_id
 
 
 async def event_row_id(db: AsyncSession, stripe_event_id: str) -> int | None:

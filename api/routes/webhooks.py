@@ -11,7 +11,7 @@ from litestar.background_tasks import BackgroundTask
 
 from api.context import AppContext
 from api.deps import AppCtx
-from core.inbox import Endpoint, event_row_id, process_event, store_event
+from core.inbox import Endpoint, process_event, store_event
 from core.stripe_webhooks import construct_event
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,8 @@ async def _receive(
         tolerance=SIGNATURE_TOLERANCE_SECONDS,
     )
     async with ctx.factory() as db, db.begin():
-        is_new = await store_event(db, event=event, endpoint=endpoint, now=ctx.clock.now())
-        row_id = await event_row_id(db, event.id) if is_new else None
+        row_id = await store_event(db, event=event, endpoint=endpoint, now=ctx.clock.now())
+    is_new = row_id is not None
     log.info(
         "stripe event received",
         extra={"event_id": event.id, "type": event.type, "endpoint": endpoint, "new": is_new},

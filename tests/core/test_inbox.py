@@ -76,8 +76,8 @@ async def _row(factory: async_sessionmaker[AsyncSession], row_id: int) -> Webhoo
 async def test_store_event_is_idempotent(factory: async_sessionmaker[AsyncSession]) -> None:
     event = _event("evt_a")
     async with factory() as db, db.begin():
-        assert await store_event(db, event=event, endpoint="platform", now=NOW) is True
-        assert await store_event(db, event=event, endpoint="platform", now=NOW) is False
+        assert await store_event(db, event=event, endpoint="platform", now=NOW) is not None
+        assert await store_event(db, event=event, endpoint="platform", now=NOW) is None
         rows = (await db.execute(select(WebhookEvent))).scalars().all()
     assert len(rows) == 1 and rows[0].status == "pending" and rows[0].attempts == 0
 
