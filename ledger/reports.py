@@ -242,7 +242,8 @@ async def _statuses(db: AsyncSession, rows: Sequence[Sequence[Any]]) -> dict[int
                 disputed[tx_id] = (
                     "dispute_lost" if "lost" in ev else "dispute_won" if "won" in ev else "disputed"
                 )
-            else:
+            elif cash:
+                # A refund that failed later is reversed: a net of zero is no refund.
                 refunded[tx_id] = -int(cash)
         for tx_id in set(refunded) | set(disputed):
             if refunded.get(tx_id, 0) >= grosses[tx_id]:
