@@ -9,6 +9,7 @@ refunds of a booking together reverse its split exactly.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -30,6 +31,7 @@ from sessions.postings import post_refund
 from sessions.refund_failures import FAILED_STATUSES, reverse_failed_refund
 
 log = logging.getLogger(__name__)
+_CLIENT_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
 
 Source = Literal["api", "auto", "stripe"]
 REFUNDABLE = (BookingStatus.PAID, BookingStatus.PARTIALLY_REFUNDED)
@@ -152,9 +154,20 @@ async def refund_booking(
     reason: object = None,
     gateway: StripeGateway,
     clock: Clock,
+    client_key: str | None = None,
 ) -> Refund:
-    """Refund ``amount`` (default: all that remains) of a paid booking."""
+    """Refund ``amount`` (default: all that remains) of a paid booking.
+
+    ``client_key`` (the request's ``Idempotency-Key``) makes a retried request
+    safe even after the first one's refund was booked by its webhook: the
+    Stripe key then depends on the client's key alone, so Stripe replays the
+    same refund instead of making a second one.
+    """
     now = clock.now()
+    if client_key is not None and not _CLIENT_KEY.fullmatch(client_key):
+        raise InvalidInput(
+            "Idempotency-Key: 1 to 200 letters, digits or -_.:", field="Idempotency-Key"
+        )
     if amount is not None and (
         not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount <= MAX_AMOUNT
     ):
@@ -187,8 +200,16 @@ async def refund_booking(
             # Same request after an unknown outcome -> same key -> one refund. A
             # refund that failed since brings amount_refunded back: the failure
             # count keeps the next attempt from replaying the failed one.
-            idempotency_key=idempotency_key(
-                "refund", booking.id, booking.amount_refunded, want, await _failed(db, booking.id)
+            idempotency_key=(
+                idempotency_key("refund", booking.id, "client", client_key)
+                if client_key is not None
+                else idempotency_key(
+                    "refund",
+                    booking.id,
+                    booking.amount_refunded,
+                    want,
+                    await _failed(db, booking.id),
+                )
             ),
         )
     except StripeRefused as exc:

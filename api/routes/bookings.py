@@ -133,7 +133,10 @@ async def refund(
     current_user: AuthUser,
     ctx: AppCtx,
 ) -> RefundOut:
-    """Full (no amount) or partial refund: the mentee within the window, the coach or an admin."""
+    """Full (no amount) or partial refund: the mentee within the window, the coach or an admin.
+
+    Send an ``Idempotency-Key`` header to make retrying the same request safe.
+    """
     data = await _refund_request(request)
     row = await refund_booking(
         db,
@@ -143,6 +146,7 @@ async def refund(
         reason=data.reason,
         gateway=ctx.gateway,
         clock=ctx.clock,
+        client_key=request.headers.get("idempotency-key"),
     )
     return RefundOut(
         id=row.id,

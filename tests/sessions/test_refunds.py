@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.errors import InvalidInput
 from core.inbox import HandlerContext
 from emulator.server import EmulatorServer
 from ledger.accounts import Kind, balance
@@ -183,3 +184,46 @@ async def test_dashboard_refund_via_webhook(
     assert await coach_balance(db, coach, Kind.PENDING) == -6000
     refund = (await db.execute(select(Refund).where(Refund.booking_id == booking.id))).scalar_one()
     assert refund.source == "stripe"
+
+
+async def test_retry_with_client_key_after_webhook_booked_it_refunds_once(
+    db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer
+) -> None:
+    # The first request's refund was made and booked (here: by its own call,
+    # as the webhook would after a timeout); the client, never having seen the
+    # answer, sends the same request again with the same Idempotency-Key.
+    booking, coach, _ = await _paid(db, ctx, emulator, price=10000)
+    actor = Actor.user(coach, "coach")
+    kw = {"booking_id": booking.id, "actor": actor, "amount": 2500, "gateway": ctx.gateway}
+    first = await refund_booking(db, **kw, clock=ctx.clock, client_key="req-42")  # type: ignore[arg-type]
+    again = await refund_booking(db, **kw, clock=ctx.clock, client_key="req-42")  # type: ignore[arg-type]
+    assert again.stripe_refund_id == first.stripe_refund_id
+    await db.refresh(booking)
+    assert booking.amount_refunded == 2500
+    refunds_at_stripe = [
+        r
+        for r in emulator.state.refunds.values()
+        if r["payment_intent"] == booking.payment_intent_id
+    ]
+    assert len(refunds_at_stripe) == 1
+    # Without the key, a second identical request is a second refund, as asked.
+    other = await refund_booking(db, **kw, clock=ctx.clock)  # type: ignore[arg-type]
+    assert other.stripe_refund_id != first.stripe_refund_id
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 201, "has space", "semi;colon"])
+async def test_bad_client_key_is_422_and_writes_nothing(
+    db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer, bad: str
+) -> None:
+    booking, coach, _ = await _paid(db, ctx, emulator)
+    with pytest.raises(InvalidInput):
+        await refund_booking(
+            db,
+            booking_id=booking.id,
+            actor=Actor.user(coach, "coach"),
+            amount=100,
+            gateway=ctx.gateway,
+            clock=ctx.clock,
+            client_key=bad,
+        )
+    assert await count(db, Refund) == 0
