@@ -95,3 +95,11 @@ async def clean_engine(commit_db_url: str) -> AsyncIterator[AsyncEngine]:
     await truncate_all(eng)
     yield eng
     await eng.dispose()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # pgserver logs from an atexit hook after pytest closed its capture
+    # streams, which prints a "Logging error" traceback: silence it.
+    import logging
+
+    logging.getLogger("pgserver").disabled = True
