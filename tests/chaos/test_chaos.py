@@ -1,0 +1,156 @@
+"""The chaos run, short: a few seeded weeks under faults end with every money check green.
+
+The full run is ``uv run python -m bench.chaos --runs 1000`` (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+
+from bench.chaos_engine.faults import FaultPlan
+from bench.chaos_engine.invariants import check_all
+from bench.chaos_engine.runner import run_one
+from bench.chaos_engine.stripe_events import EventPump
+from bench.chaos_engine.world import Env, World, populate, run_settings
+from core.inbox import HandlerContext
+from core.stripe_errors import StripeOutcomeUnknown
+from ledger.accounts import AccountRef, Kind, get_account_id
+from ledger.posting import Leg, TxType, post
+from sessions.booking import book
+from tests.dbutil import create_database, drop_database
+
+SEEDS = range(101, 106)
+
+
+def known_bug(kind: str, text_: str) -> bool:
+    """sessions/webhooks.py on_checkout_expired: a Checkout Session whose booking never
+    committed (the process died, or Stripe's answer was lost, after Stripe created it)
+    expires with metadata naming no booking; get_booking raises BookingNotFound and the
+    event fails until the inbox gives up. Reported to the sessions owner; pinned by
+    test_expired_checkout_of_a_booking_that_never_committed. Remove once fixed."""
+    return (
+        kind == "inbox_settled"
+        and "checkout.session.expired" in text_
+        and ("BookingNotFound" in text_)
+    )
+
+
+@pytest.fixture(scope="module")
+async def env(pg_server_url: str) -> AsyncIterator[Env]:
+    name = f"coachpay_test_chaos_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
+    url = create_database(pg_server_url, name)
+    opened = await Env.open(url)
+    yield opened
+    await opened.close()
+    drop_database(pg_server_url, name)
+
+
+async def test_short_chaos_run_has_no_violations(env: Env) -> None:
+    injected = 0
+    for seed in SEEDS:
+        result = await run_one(env, seed)
+        injected += sum(result.faults.values())
+        found = [(k, t) for k, t in result.violations if not known_bug(k, t)]
+        assert found == [], f"seed {seed}: {found}"
+    # The run did what it claims: faults of every family, and money moved.
+    assert injected > 50
+    async with env.factory() as db:
+        moved = await db.scalar(text("SELECT count(*) FROM ledger_transactions"))
+    assert moved
+
+
+async def test_a_seed_replays_the_same_run(env: Env) -> None:
+    first = await run_one(env, 7)
+    again = await run_one(env, 7)
+    assert first.outcomes == again.outcomes
+    assert first.faults == again.faults
+
+
+async def test_the_checks_catch_broken_money(env: Env) -> None:
+    """Each invariant can fail: tamper with a clean run's result three ways."""
+    result = await run_one(env, 3)
+    assert [v for v in result.violations if not known_bug(*v)] == []
+    world = World(
+        env,
+        random.Random(0),
+        run_settings(env, random.Random(0)),
+        env.gateways[0],
+        await _clock_after(env),
+    )
+    store = env.emulator.state
+    with store.lock:
+        store.transfers["tr_forged"] = {
+            "id": "tr_forged",
+            "amount": 1,
+            "currency": "usd",
+            "destination": "acct_x",
+            "metadata": {"payout_id": "999999"},
+        }
+        store.funds("usd").available += 7
+    async with env.factory() as db, db.begin():
+        coach = (await db.execute(text("SELECT user_id FROM coach_profiles LIMIT 1"))).scalar()
+        available = await get_account_id(db, AccountRef.coach(coach, Kind.AVAILABLE, "usd"))
+        fees = await get_account_id(db, AccountRef.platform(Kind.FEE_REVENUE, "usd"))
+        await post(
+            db,
+            type=TxType.ADJUSTMENT,
+            idempotency_key="tamper",
+            legs=[Leg(available, 5, "usd"), Leg(fees, -5, "usd")],
+            occurred_at=world.clock.now(),
+            coach_id=coach,
+        )
+    kinds = {k for k, _ in await check_all(world)}
+    assert {"transfer_payout_match", "coach_balance", "ledger_vs_stripe"} <= kinds
+
+
+async def _clock_after(env: Env) -> object:
+    from core.clock import FrozenClock
+
+    return FrozenClock(env.epoch + timedelta(days=30))
+
+
+@pytest.mark.xfail(strict=True, reason="sessions/webhooks.py on_checkout_expired: BookingNotFound")
+async def test_expired_checkout_of_a_booking_that_never_committed(env: Env) -> None:
+    clock = await env.reset()
+    rng = random.Random(5)
+    settings = run_settings(env, rng)
+    world = World(env, rng, settings, env.gateways[0], clock)  # no retries: the answer is lost
+    await populate(world, coaches=1, mentees=1, sessions=1)
+    plan = FaultPlan.draw(5)
+    pump = EventPump(
+        world, plan, HandlerContext(gateway=world.gateway, clock=clock, settings=settings)
+    )
+    env.control(
+        "POST",
+        "faults/next",
+        {"path_prefix": "/v1/checkout/sessions", "method": "POST", "faults": ["drop_after_commit"]},
+    )
+    with pytest.raises(StripeOutcomeUnknown):  # Stripe made the session; we rolled back
+        async with world.factory() as db, db.begin():
+            await book(
+                db,
+                session_id=world.sessions[0],
+                mentee_id=world.mentees[0],
+                gateway=world.gateway,
+                clock=clock,
+                settings=settings,
+            )
+    world.advance(timedelta(hours=1))  # the orphan Checkout Session expires at Stripe
+    await pump.deliver(everything=True)
+    await pump.process_due(far=True)
+    async with world.factory() as db:
+        stuck = (
+            await db.execute(
+                text(
+                    "SELECT type, last_error FROM webhook_events "
+                    "WHERE status IN ('pending', 'failed')"
+                )
+            )
+        ).all()
+    assert stuck == []
