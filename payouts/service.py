@@ -32,11 +32,14 @@ from typing import Any
 
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core.stripe_types import Transfer
 from ledger.accounts import AccountRef, Kind, get_account_id
 from ledger.models import Earning
 from ledger.posting import Leg, TxType, post
+from payouts import sql
 from payouts.models import FAILED, OPEN_STATUSES, PAID, PENDING, WAITING_FUNDS, Payout
 from payouts.models import PayoutAttempt as Attempt
 from payouts.schedule import is_due
@@ -45,29 +48,12 @@ _MAX_TEXT = 2000
 WAIT_BACKOFF_BASE = timedelta(minutes=5)
 WAIT_BACKOFF_CAP = timedelta(hours=6)
 
-# Everything reserve() needs to know about the coach, in one round trip.
-_COACH = text(
-    "SELECT p.payouts_paused, p.payout_schedule, "
-    "COALESCE((p.minimum_payout ->> :cur)::bigint, 0) AS minimum, "
-    "ca.payouts_enabled, ca.stripe_account_id, "
-    "EXISTS (SELECT 1 FROM payouts o WHERE o.coach_id = p.user_id AND o.currency = :cur "
-    "  AND o.status IN ('pending', 'waiting_funds')) AS has_open, "
-    "(SELECT max(created_at) FROM payouts o WHERE o.coach_id = p.user_id AND o.currency = :cur "
-    "  AND o.status <> 'failed') AS last_payout_at "
-    "FROM coach_profiles p LEFT JOIN connect_accounts ca ON ca.coach_id = p.user_id "
-    "WHERE p.user_id = :coach"
-)
-_COACH_ACCOUNTS = text(
-    "SELECT kind, id FROM ledger_accounts WHERE owner_type = 'coach' AND owner_id = :c "
-    "AND currency = :cur"
-)
-
 
 async def coach_accounts(db: AsyncSession, coach_id: int, currency: str) -> dict[str, int]:
     """The coach's pending/available/in_transit account ids in one query (created if missing)."""
     found = {
         str(k): int(i)
-        for k, i in await db.execute(_COACH_ACCOUNTS, {"c": coach_id, "cur": currency})
+        for k, i in await db.execute(sql.COACH_ACCOUNTS, {"c": coach_id, "cur": currency})
     }
     for kind in (Kind.AVAILABLE, Kind.IN_TRANSIT):
         if kind.value not in found:
@@ -101,6 +87,20 @@ async def _lock_available(db: AsyncSession, account_id: int, *, wait: bool) -> i
     return -sum(int(r[0]) for r in rows)
 
 
+async def _lock_by_owner(
+    db: AsyncSession, coach_id: int, currency: str, *, wait: bool
+) -> tuple[int, int] | None:
+    """(available account id, owed) with that balance locked, in one query; ``None``
+    if the account is missing or busy (the caller then takes the long way)."""
+    lock = "FOR UPDATE" if wait else "FOR UPDATE SKIP LOCKED"
+    rows = (
+        await db.execute(text(sql.LOCK_BY_OWNER + lock), {"c": coach_id, "cur": currency})
+    ).all()
+    if not rows:
+        return None
+    return int(rows[0][0]), -sum(int(r[1]) for r in rows)
+
+
 async def reserve(
     db: AsyncSession,
     *,
@@ -111,13 +111,19 @@ async def reserve(
     retry_of: int | None = None,
 ) -> Payout | Refusal:
     """Step 1. ``force`` (an admin's retry) skips the schedule and the minimum, not
-    the pause or the Connect account's state. Flushes; the caller commits."""
-    accounts = await coach_accounts(db, coach_id, currency)
-    available = accounts["available"]
-    owed = await _lock_available(db, available, wait=force)
-    if owed is None:
-        return Refusal("balance busy (another worker holds it)")
-    coach = (await db.execute(_COACH, {"coach": coach_id, "cur": currency})).one_or_none()
+    the pause or the Connect account's state. Flushes; the caller commits.
+
+    Five statements on the usual path (lock, coach, insert, posting, earnings),
+    raw SQL rather than ORM flushes: the payout job runs this once per coach."""
+    locked = await _lock_by_owner(db, coach_id, currency, wait=force)
+    if locked is None:  # missing accounts (created here) or a balance another worker holds
+        accounts = await coach_accounts(db, coach_id, currency)
+        owed = await _lock_available(db, accounts["available"], wait=force)
+        if owed is None:
+            return Refusal("balance busy (another worker holds it)")
+        locked = (accounts["available"], owed)
+    available, owed = locked
+    coach = (await db.execute(sql.COACH, {"coach": coach_id, "cur": currency})).one_or_none()
     if coach is None:
         return Refusal("no coach profile")
     if coach.payouts_paused:
@@ -134,40 +140,63 @@ async def reserve(
             return Refusal(f"available {owed} is below the minimum {coach.minimum}")
     if owed <= 0:
         return Refusal("nothing available")
+    in_transit = coach.in_transit
+    if in_transit is None:
+        ref = AccountRef.coach(coach_id, Kind.IN_TRANSIT, currency)
+        in_transit = await get_account_id(db, ref)
+    payout_id = (
+        await db.execute(
+            sql.INSERT,
+            {
+                "c": coach_id,
+                "cur": currency,
+                "amount": owed,
+                "dest": coach.stripe_account_id,
+                "retry_of": retry_of,
+                "now": now,
+            },
+        )
+    ).scalar_one()
+    result = await post(
+        db,
+        type=TxType.PAYOUT,
+        idempotency_key=f"payout:{payout_id}",
+        occurred_at=now,
+        legs=[Leg(available, owed, currency), Leg(int(in_transit), -owed, currency)],
+        coach_id=coach_id,
+        payout_id=payout_id,
+    )
+    params = {"tx": result.transaction_id, "id": payout_id, "c": coach_id, "cur": currency}
+    await db.execute(sql.RESERVED, params)
+    # The row as written, made a persistent (clean) object of this session
+    # without the ORM reading it back or writing it again.
     payout = Payout(
+        id=payout_id,
         coach_id=coach_id,
         currency=currency,
         amount=owed,
         status=PENDING,
         destination=coach.stripe_account_id,
+        stripe_transfer_id=None,
+        key_generation=0,
+        attempts=0,
+        last_attempt_at=None,
+        next_attempt_at=None,
+        last_error=None,
+        failure_code=None,
+        failure_reason=None,
+        reversed_amount=0,
         retry_of=retry_of,
+        reserve_transaction_id=result.transaction_id,
+        settle_transaction_id=None,
+        failure_transaction_id=None,
         created_at=now,
         updated_at=now,
+        settled_at=None,
+        failed_at=None,
     )
+    make_transient_to_detached(payout)
     db.add(payout)
-    await db.flush()
-    in_transit = accounts["in_transit"]
-    result = await post(
-        db,
-        type=TxType.PAYOUT,
-        idempotency_key=f"payout:{payout.id}",
-        occurred_at=now,
-        legs=[Leg(available, owed, currency), Leg(in_transit, -owed, currency)],
-        coach_id=coach_id,
-        payout_id=payout.id,
-    )
-    payout.reserve_transaction_id = result.transaction_id
-    await db.execute(
-        update(Earning)
-        .where(
-            Earning.coach_id == coach_id,
-            Earning.currency == currency,
-            Earning.status == "available",
-            Earning.payout_id.is_(None),
-        )
-        .values(payout_id=payout.id)
-    )
-    await db.flush()
     return payout
 
 
@@ -205,38 +234,63 @@ async def settle(
     transfer: Transfer,
     *,
     now: datetime,
+    outcome: str = "paid",
     hot_slots: int = 16,
     after_post: Callable[[], None] | None = None,
 ) -> None:
-    """Step 3, success: the transfer exists at Stripe. Flushes; the caller commits.
+    """Step 3, success: the transfer exists at Stripe. Records the attempt
+    (``outcome``: paid, or found by metadata) too. Flushes; the caller commits.
 
     ``after_post`` is a test seam between the ledger posting and the row update."""
     cur = payout.currency
-    in_transit = (await coach_accounts(db, payout.coach_id, cur))["in_transit"]
-    cash = await get_account_id(
-        db, AccountRef.platform(Kind.STRIPE_BALANCE, cur), hot_slots=hot_slots
-    )
+    ids = (await db.execute(sql.SETTLE_ACCOUNTS, {"c": payout.coach_id, "cur": cur})).one()
+    in_transit, cash = ids.in_transit, ids.cash
+    if in_transit is None:
+        ref = AccountRef.coach(payout.coach_id, Kind.IN_TRANSIT, cur)
+        in_transit = await get_account_id(db, ref)
+    if cash is None:
+        ref = AccountRef.platform(Kind.STRIPE_BALANCE, cur)
+        cash = await get_account_id(db, ref, hot_slots=hot_slots)
     result = await post(
         db,
         type=TxType.PAYOUT_SETTLED,
         idempotency_key=f"payout_settled:{payout.id}",
         occurred_at=now,
-        legs=[Leg(in_transit, payout.amount, cur), Leg(cash, -payout.amount, cur)],
+        legs=[Leg(int(in_transit), payout.amount, cur), Leg(int(cash), -payout.amount, cur)],
         coach_id=payout.coach_id,
         payout_id=payout.id,
         stripe_transfer_id=transfer.id,
     )
     if after_post is not None:
         after_post()
-    payout.status = PAID
-    payout.stripe_transfer_id = transfer.id
-    payout.settle_transaction_id = result.transaction_id
-    payout.settled_at = now
-    payout.next_attempt_at = None
-    payout.last_error = None
-    payout.updated_at = now
-    await db.execute(update(Earning).where(Earning.payout_id == payout.id).values(status="paid"))
-    await db.flush()
+    await db.flush()  # anything pending on the object first: the statement below is the truth
+    attempts = (
+        await db.execute(
+            sql.SETTLED,
+            {
+                "id": payout.id,
+                "key": payout.idempotency_key(),
+                "outcome": outcome,
+                "tr": transfer.id,
+                "tx": result.transaction_id,
+                "now": now,
+            },
+        )
+    ).scalar_one()
+    # What the statement wrote, set on the object as already saved (no second UPDATE).
+    written = {
+        "status": PAID,
+        "stripe_transfer_id": transfer.id,
+        "settle_transaction_id": result.transaction_id,
+        "settled_at": now,
+        "next_attempt_at": None,
+        "last_error": None,
+        "updated_at": now,
+        "attempts": int(attempts),
+        "last_attempt_at": now,
+    }
+    for key, value in written.items():
+        set_committed_value(payout, key, value)
 
 
 async def fail(

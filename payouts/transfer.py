@@ -128,12 +128,12 @@ async def process_payout(
             leave_pending(payout, message=exc.message, now=now)
             return "unknown"
         hook("after_transfer")
-        log_attempt(db, payout, "found" if found else "paid", now, stripe_transfer_id=transfer.id)
-        await settle(
+        await settle(  # records the attempt too
             db,
             payout,
             transfer,
             now=now,
+            outcome="found" if found else "paid",
             hot_slots=settings.ledger_hot_slots,
             after_post=lambda: hook("during_settle"),
         )
