@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,6 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--no-jobs", action="store_true", help="do not run the scheduled jobs")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="web processes (uvicorn workers); more than 1 needs COACHPAY_DATABASE_URL, "
+        "a real Stripe key or COACHPAY_STRIPE_API_BASE, and --no-jobs (run `coachpay worker`)",
+    )
     sub.add_parser("worker", help="run only the scheduled jobs")
     payouts = sub.add_parser("payouts", help="payout operations")
     payouts_sub = payouts.add_subparsers(dest="payouts_command", required=True)
@@ -91,7 +99,10 @@ def _serve(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
         # Webhooks from the emulator come back to where we actually listen.
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         settings = settings.model_copy(update={"public_url": f"http://{shown}:{port}"})
-    return _run_server(settings, host, port, jobs=settings.run_jobs and not args.no_jobs)
+    jobs = settings.run_jobs and not args.no_jobs
+    if args.workers != 1:
+        return _run_workers(settings, host, port, workers=args.workers, jobs=jobs)
+    return _run_server(settings, host, port, jobs=jobs)
 
 
 def _run_server(settings: Settings, host: str, port: int, *, jobs: bool) -> int:
@@ -104,6 +115,50 @@ def _run_server(settings: Settings, host: str, port: int, *, jobs: bool) -> int:
     config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
     uvicorn.Server(config).run()
     return 0
+
+
+def _run_workers(settings: Settings, host: str, port: int, *, workers: int, jobs: bool) -> int:
+    """``workers`` uvicorn processes on one socket, each building its app with
+    ``worker_app`` from the environment. The embedded database and the emulator
+    live inside one process, and N schedulers would run every job N times: refused."""
+    problems = []
+    if workers < 1:
+        problems.append("--workers must be at least 1")
+    if settings.database_url is None:
+        problems.append("set COACHPAY_DATABASE_URL (the embedded database is per process)")
+    if settings.uses_emulator and settings.stripe_api_base is None:
+        problems.append(
+            "set COACHPAY_STRIPE_SECRET_KEY or COACHPAY_STRIPE_API_BASE (the built-in "
+            "emulator is per process; run `coachpay stripe-emulator` for a shared one)"
+        )
+    if jobs:
+        problems.append("add --no-jobs (or COACHPAY_RUN_JOBS=false) and run `coachpay worker`")
+    if problems:
+        raise ConfigurationError(f"serve --workers {workers}: " + "; ".join(problems))
+    import uvicorn
+
+    # The workers are new interpreters: they read the settings from the environment.
+    os.environ["COACHPAY_PUBLIC_URL"] = settings.public_url
+    os.environ["COACHPAY_RUN_JOBS"] = "false"
+    uvicorn.run(
+        "api.cli:worker_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        lifespan="on",
+    )
+    return 0
+
+
+def worker_app() -> Any:
+    """The app of one ``serve --workers N`` process (uvicorn calls it in each)."""
+    from api.app import create_app
+    from api.runtime import Runtime
+
+    settings = load_settings()
+    return create_app(settings, runtime=Runtime(settings, jobs=False), stop_runtime=True)
 
 
 def _with_runtime(

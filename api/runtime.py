@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from api.context import AppContext
 from core.clock import Clock, SystemClock
 from core.db import create_engine, session_factory
-from core.inbox import HandlerRegistry
+from core.inbox import HandlerRegistry, drain
 from core.settings import Settings
 from core.stripe_gateway import StripeGateway
 
@@ -50,7 +50,9 @@ class Runtime:
 
     Tests inject ``clock``, ``gateway``, ``registry``; ``emulator_port=0``
     starts the emulator on a free port; ``webhook_processing`` is
-    "background" (production), "inline" or "off" (see AppContext).
+    "background", "inline" or "off" (see AppContext; default: the setting
+    ``COACHPAY_WEBHOOK_PROCESSING``). With "off" and ``jobs``, the inbox is
+    drained continuously (``core.inbox.drain``), not only by the retry job.
     """
 
     def __init__(
@@ -61,9 +63,10 @@ class Runtime:
         gateway: StripeGateway | None = None,
         registry: HandlerRegistry | None = None,
         emulator_port: int | None = None,
-        webhook_processing: str = "background",
+        webhook_processing: str | None = None,
         jobs: bool = False,
     ) -> None:
+        webhook_processing = webhook_processing or settings.webhook_processing
         if webhook_processing not in ("background", "inline", "off"):
             raise ValueError("webhook_processing: background, inline or off")
         self.settings = settings
@@ -81,6 +84,8 @@ class Runtime:
         self.factory: async_sessionmaker[AsyncSession] | None = None
         self.probe_gateway: StripeGateway | None = None
         self.scheduler: Any = None
+        self._drain_stop = asyncio.Event()
+        self._drain_task: asyncio.Task[None] | None = None
         self._started = False
         self._lock = asyncio.Lock()
 
@@ -103,6 +108,8 @@ class Runtime:
                 from api.jobs import start_scheduler
 
                 self.scheduler = start_scheduler(self)
+                if self.webhook_processing == "off":
+                    self._start_drain()
             log.info(
                 "runtime started",
                 extra={
@@ -111,6 +118,21 @@ class Runtime:
                     "emulator": self.emulator is not None,
                 },
             )
+
+    def _start_drain(self) -> None:
+        ctx = self.context
+        self._drain_stop.clear()
+        self._drain_task = asyncio.create_task(
+            drain(
+                ctx.factory,
+                ctx.registry,
+                ctx.handler_context,
+                stop=self._drain_stop,
+                batch=min(self.settings.job_batch_size, 200),
+                # Leave connections for the scheduler's jobs.
+                concurrency=max(1, self.settings.db_pool_size // 2),
+            )
+        )
 
     async def _database_url(self) -> str:
         if self.settings.database_url:
@@ -191,6 +213,10 @@ class Runtime:
             if not self._started:
                 return
             self._started = False
+            if self._drain_task is not None:
+                self._drain_stop.set()
+                await self._drain_task
+                self._drain_task = None
             if self.scheduler is not None:
                 self.scheduler.shutdown(wait=False)
                 self.scheduler = None

@@ -11,15 +11,17 @@ up what is owed, so a crash between receive and process loses nothing.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import msgspec
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.clock import Clock
 from core.inbox_models import FAILED, IGNORED, PENDING, PROCESSED, WebhookEvent
@@ -34,9 +36,12 @@ __all__ = [
     "HandlerRegistry",
     "WebhookEvent",
     "WebhookHandler",
+    "claim_due",
+    "drain",
     "process_due",
     "process_event",
     "store_event",
+    "store_received",
 ]
 
 log = logging.getLogger(__name__)
@@ -44,14 +49,48 @@ log = logging.getLogger(__name__)
 Endpoint = Literal["platform", "connect"]
 Outcome = Literal["processed", "failed", "ignored", "skipped"]
 
-# The retry job is a safety net for the in-request background processing:
-# a new event becomes due only after this grace period.
+# With in-request (background) processing the retry job is a safety net: a
+# new event becomes due only after this grace period. With processing "off"
+# the receiver stores events due at once (first_attempt_delay=0).
 FIRST_RETRY_DELAY = timedelta(seconds=60)
+# How long an event claimed by ``claim_due`` is kept from other workers.
+CLAIM_LEASE = timedelta(minutes=5)
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=6)
 # After this many failures the event waits for a person (next_attempt_at NULL).
 MAX_ATTEMPTS = 15
 _MAX_ERROR_LENGTH = 2000
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+_encode = msgspec.json.encode
+
+# The hot path in plain SQL, built once: no ORM statement to build, compile and
+# cache-key per event, no ORM object per row. The payload goes in as the text
+# received (CAST to jsonb), not re-encoded from a dict.
+_OWED = f"status IN ('{PENDING}', '{FAILED}')"
+_STORE = text(
+    "INSERT INTO webhook_events (stripe_event_id, endpoint, type, account, livemode, payload,"
+    " received_at, status, attempts, next_attempt_at)"
+    f" VALUES (:event_id, :endpoint, :type, :account, :livemode, CAST(:payload AS jsonb),"
+    f" :now, '{PENDING}', 0, :due)"
+    " ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id"
+)
+_CLAIM = text(
+    f"SELECT type, payload FROM webhook_events WHERE id = :id AND {_OWED} FOR UPDATE SKIP LOCKED"
+)
+_CLAIM_TYPE = text(
+    f"SELECT type FROM webhook_events WHERE id = :id AND {_OWED} FOR UPDATE SKIP LOCKED"
+)
+_SET_DONE = (
+    "UPDATE webhook_events SET status = :status, processed_at = :now,"
+    " attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL WHERE id = :id"
+)
+_MARK_DONE = text(_SET_DONE)
+_MARK_DONE_IF_OWED = text(f"{_SET_DONE} AND {_OWED} RETURNING id")
+_CLAIM_DUE = text(
+    "UPDATE webhook_events SET next_attempt_at = :until WHERE id IN ("
+    f" SELECT id FROM webhook_events WHERE {_OWED} AND next_attempt_at <= :now"
+    " ORDER BY next_attempt_at, id LIMIT :batch FOR UPDATE SKIP LOCKED) RETURNING id"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,28 +130,72 @@ class HandlerRegistry:
 
 
 async def store_event(
-    db: AsyncSession, *, event: StripeEvent, endpoint: Endpoint, now: datetime
+    db: AsyncSession,
+    *,
+    event: StripeEvent,
+    endpoint: Endpoint,
+    now: datetime,
+    payload: str | None = None,
+    first_attempt_delay: timedelta = FIRST_RETRY_DELAY,
 ) -> int | None:
-    """Store ``event`` unless its id is already there: the new row's id, ``None`` for a repeat."""
-    stmt = (
-        insert(WebhookEvent)
-        .values(
-            stripe_event_id=event.id,
-            endpoint=endpoint,
-            type=event.type,
-            account=event.account,
-            livemode=event.livemode,
-            payload=event.raw,
-            received_at=now,
-            status=PENDING,
-            attempts=0,
-            next_attempt_at=now + FIRST_RETRY_DELAY,
-        )
-        .on_conflict_do_nothing(index_elements=["stripe_event_id"])
-        .returning(WebhookEvent.id)
-    )
-    new_id: int | None = (await db.execute(stmt)).scalar_one_or_none()
+    """Store ``event`` unless its id is already there: the new row's id, ``None`` for a repeat.
+
+    ``payload``: the body as received (JSON text), stored as is instead of
+    re-encoding ``event.raw``. ``first_attempt_delay``: when the retry job may
+    take it (0 when no web process processes it, see ``claim_due``).
+    """
+    params = _store_params(event, endpoint, now, payload, first_attempt_delay)
+    new_id: int | None = (await db.execute(_STORE, params)).scalar_one_or_none()
     return new_id
+
+
+async def store_received(
+    factory: async_sessionmaker[AsyncSession],
+    *,
+    event: StripeEvent,
+    payload: str,
+    endpoint: Endpoint,
+    now: datetime,
+    first_attempt_delay: timedelta = FIRST_RETRY_DELAY,
+) -> int | None:
+    """``store_event`` as one autocommit statement: one round trip, no BEGIN/COMMIT
+    (a single INSERT ... ON CONFLICT is atomic on its own), no ORM session."""
+    params = _store_params(event, endpoint, now, payload, first_attempt_delay)
+    async with _autocommit(factory) as conn:
+        new_id: int | None = (await conn.execute(_STORE, params)).scalar_one_or_none()
+    return new_id
+
+
+def _store_params(
+    event: StripeEvent,
+    endpoint: Endpoint,
+    now: datetime,
+    payload: str | None,
+    first_attempt_delay: timedelta,
+) -> dict[str, object]:
+    return {
+        "event_id": event.id,
+        "endpoint": endpoint,
+        "type": event.type,
+        "account": event.account,
+        "livemode": event.livemode,
+        "payload": payload if payload is not None else _encode(event.raw).decode(),
+        "now": now,
+        "due": now + first_attempt_delay,
+    }
+
+
+@contextlib.asynccontextmanager
+async def _autocommit(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection outside any transaction, for one-statement writes."""
+    engine = factory.kw.get("bind")
+    if not isinstance(engine, AsyncEngine):  # a factory bound otherwise: through a session
+        async with factory() as db:
+            yield await db.connection(execution_options=_AUTOCOMMIT)
+        return
+    async with engine.connect() as conn:
+        await conn.execution_options(**_AUTOCOMMIT)
+        yield conn
 
 
 async def event_row_id(db: AsyncSession, stripe_event_id: str) -> int | None:
@@ -130,38 +213,49 @@ async def process_event(
     registry: HandlerRegistry,
     ctx: HandlerContext,
     event_row_id: int,
+    *,
+    event: StripeEvent | None = None,
 ) -> Outcome:
-    """Run the handlers of one stored event; 'skipped' when it is done or being done elsewhere."""
+    """Run the handlers of one stored event; 'skipped' when it is done or being done elsewhere.
+
+    ``event``: the row's event when the caller has it already (it just stored
+    it), so its payload is not read back and decoded again.
+    """
     error: BaseException | None = None
     try:
+        if event is not None and event.type not in registry:
+            return await _mark_ignored(factory, event_row_id, now=ctx.clock.now())
         async with factory() as db, db.begin():
-            row = (
-                await db.execute(
-                    select(WebhookEvent)
-                    .where(
-                        WebhookEvent.id == event_row_id,
-                        WebhookEvent.status.in_((PENDING, FAILED)),
-                    )
-                    .with_for_update(skip_locked=True)
-                )
-            ).scalar_one_or_none()
+            claim = _CLAIM_TYPE if event is not None else _CLAIM
+            row = (await db.execute(claim, {"id": event_row_id})).one_or_none()
             if row is None:
                 return "skipped"
+            if event is None:
+                event = StripeEvent.from_dict(row.payload)
             handlers = registry.handlers_for(row.type)
-            event = StripeEvent.from_dict(row.payload)
             for handler in handlers:
                 await handler(db, event, ctx)
-            row.status = PROCESSED if handlers else IGNORED
-            row.processed_at = ctx.clock.now()
-            row.attempts += 1
-            row.last_error = None
-            row.next_attempt_at = None
+            status = PROCESSED if handlers else IGNORED
+            await db.execute(
+                _MARK_DONE, {"id": event_row_id, "status": status, "now": ctx.clock.now()}
+            )
             return "processed" if handlers else "ignored"
     except Exception as exc:
         # The transaction (effects and claim) is rolled back by now.
         error = exc
     await _mark_failed(factory, event_row_id, error, now=ctx.clock.now())
     return "failed"
+
+
+async def _mark_ignored(
+    factory: async_sessionmaker[AsyncSession], event_row_id: int, *, now: datetime
+) -> Outcome:
+    """No handler: the mark is the only effect, so one autocommit UPDATE (it waits for a
+    claim held elsewhere, then finds the row done and changes nothing)."""
+    params = {"id": event_row_id, "status": IGNORED, "now": now}
+    async with _autocommit(factory) as conn:
+        done = (await conn.execute(_MARK_DONE_IF_OWED, params)).scalar_one_or_none()
+    return "ignored" if done is not None else "skipped"
 
 
 async def _mark_failed(
@@ -201,33 +295,80 @@ async def process_due(
     *,
     now: datetime,
     batch: int = 100,
+    concurrency: int = 4,
 ) -> int:
     """Process up to ``batch`` events owed work (pending or failed, due by ``now``).
 
-    Returns how many were processed or ignored. Safe in many workers: each
-    event is claimed with SKIP LOCKED, and a claimed one is skipped here.
+    Returns how many were processed or ignored. See ``claim_due``.
     """
-    async with factory() as db:
-        ids = (
-            (
-                await db.execute(
-                    select(WebhookEvent.id)
-                    .where(
-                        WebhookEvent.status.in_((PENDING, FAILED)),
-                        WebhookEvent.next_attempt_at <= now,
-                    )
-                    .order_by(WebhookEvent.next_attempt_at, WebhookEvent.id)
-                    .limit(batch)
-                )
+    return (await _process_batch(factory, registry, ctx, now, batch, concurrency))[1]
+
+
+async def claim_due(
+    factory: async_sessionmaker[AsyncSession], *, now: datetime, batch: int
+) -> list[int]:
+    """Lease up to ``batch`` due events to this process (oldest due first).
+
+    FOR UPDATE SKIP LOCKED: rows another worker is leasing or processing are
+    passed over, and a leased row is not due again for ``CLAIM_LEASE``, so
+    several workers share the backlog instead of colliding on it. The lease
+    only decides who tries; each event is still processed by ``process_event``
+    (claim, effects and mark in one transaction), so exactly-once does not
+    rest on it. A worker that dies leaves its lease to expire.
+    """
+    async with factory() as db, db.begin():
+        params = {"now": now, "batch": batch, "until": now + CLAIM_LEASE}
+        return sorted((await db.execute(_CLAIM_DUE, params)).scalars().all())
+
+
+async def _process_batch(
+    factory: async_sessionmaker[AsyncSession],
+    registry: HandlerRegistry,
+    ctx: HandlerContext,
+    now: datetime,
+    batch: int,
+    concurrency: int,
+) -> tuple[int, int]:
+    """(claimed, processed or ignored): events run ``concurrency`` at a time (each in
+    its own transaction; handlers take events in any order, see HandlerRegistry)."""
+    ids = await claim_due(factory, now=now, batch=batch)
+    gate = asyncio.Semaphore(max(concurrency, 1))
+
+    async def one(row_id: int) -> bool:
+        async with gate:
+            return await process_event(factory, registry, ctx, row_id) in ("processed", "ignored")
+
+    results = await asyncio.gather(*(one(i) for i in ids))
+    return len(ids), sum(results)
+
+
+async def drain(
+    factory: async_sessionmaker[AsyncSession],
+    registry: HandlerRegistry,
+    ctx: HandlerContext,
+    *,
+    stop: asyncio.Event,
+    batch: int = 100,
+    concurrency: int = 4,
+    idle_seconds: float = 0.25,
+) -> None:
+    """Process the inbox until ``stop``: a full batch is followed at once by the next,
+    otherwise it polls every ``idle_seconds`` (one indexed query).
+
+    For a web process that only stores (webhook processing "off"): new events
+    are due at once and are handled here within about ``idle_seconds``.
+    """
+    while not stop.is_set():
+        claimed = 0
+        try:
+            claimed, _ = await _process_batch(
+                factory, registry, ctx, ctx.clock.now(), batch, concurrency
             )
-            .scalars()
-            .all()
-        )
-    done = 0
-    for row_id in ids:
-        if await process_event(factory, registry, ctx, row_id) in ("processed", "ignored"):
-            done += 1
-    return done
+        except Exception:  # the database may be away for a moment: try again later
+            log.exception("inbox drain pass failed")
+        if claimed < batch:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), idle_seconds)
 
 
 async def reschedule(db: AsyncSession, event_row_id: int, *, at: datetime) -> None:

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     release_interval_seconds: int = Field(default=60, ge=1)
     payout_interval_seconds: int = Field(default=300, ge=1)
     webhook_retry_interval_seconds: int = Field(default=30, ge=1)
+    # background: process after the 200 in the web process; off: only store, the
+    # jobs (coachpay worker) process at once; inline: process before the 200.
+    webhook_processing: Literal["background", "off", "inline"] = "background"
     job_batch_size: int = Field(default=500, ge=1, le=10_000)
     # Stripe keeps idempotency keys for 24 h; after that an unsettled payout
     # is looked up by metadata before a new transfer is attempted.

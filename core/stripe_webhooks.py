@@ -1,16 +1,19 @@
 """Verifying and parsing Stripe webhook deliveries.
 
 The signature is checked (by the SDK) before the body is even parsed, so an
-unsigned request learns nothing about what we accept.
+unsigned request learns nothing about what we accept. The body is then parsed
+once (msgspec, several times faster than ``json``; it also refuses NaN and
+Infinity, which PostgreSQL's jsonb would refuse later) into our own
+``StripeEvent``: no StripeObject tree is built.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 
+import msgspec
 import stripe
 
 from core.errors import DomainError
@@ -46,8 +49,8 @@ def construct_event(
         # cannot have come from Stripe.
         raise WebhookSignatureInvalid("payload is not UTF-8") from exc
     try:
-        body = json.loads(payload)
-    except ValueError as exc:
+        body = _decode(payload)
+    except msgspec.DecodeError as exc:
         raise WebhookPayloadInvalid("payload is not JSON") from exc
     if not isinstance(body, dict):
         raise WebhookPayloadInvalid("payload is not a JSON object")
@@ -55,6 +58,9 @@ def construct_event(
         return StripeEvent.from_dict(body)
     except (KeyError, TypeError, ValueError) as exc:
         raise WebhookPayloadInvalid(f"payload is not a Stripe event: {exc}") from exc
+
+
+_decode = msgspec.json.Decoder().decode
 
 
 def sign_payload(payload: bytes, secret: str, timestamp: int | None = None) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import jwt
+import psycopg
 import pytest
 
 from api.cli import main
@@ -101,6 +104,18 @@ def test_serve_with_no_configuration_starts_everything(tmp_path: Path) -> None:
         _stop_embedded(tmp_path / "data" / "pg")
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def _stop_embedded(pgdata: Path) -> None:
     # The embedded server outlives coachpay by design (shared by commands);
     # a test must not leave one behind.
@@ -108,3 +123,94 @@ def _stop_embedded(pgdata: Path) -> None:
         import pgserver
 
         pgserver.get_server(pgdata, cleanup_mode="stop").cleanup()
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "expected"),
+    [
+        ({}, ["--no-jobs"], "COACHPAY_DATABASE_URL"),
+        ({"COACHPAY_DATABASE_URL": "postgresql://db/x"}, ["--no-jobs"], "STRIPE_API_BASE"),
+        (
+            {"COACHPAY_DATABASE_URL": "postgresql://db/x", "COACHPAY_STRIPE_API_BASE": "http://s"},
+            [],
+            "--no-jobs",
+        ),
+    ],
+    ids=["embedded-db", "built-in-emulator", "jobs"],
+)
+def test_serve_workers_refused_with_per_process_parts(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    args: list[str],
+    expected: str,
+) -> None:
+    for key in ("COACHPAY_DATABASE_URL", "COACHPAY_STRIPE_API_BASE", "COACHPAY_STRIPE_SECRET_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("COACHPAY_RUN_JOBS", "true")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["serve", "--workers", "2", *args]) == 2
+    err = capsys.readouterr().err
+    assert "--workers 2" in err and expected in err
+
+
+@pytest.mark.timeout(120)
+def test_serve_workers_receive_webhooks_in_several_processes(
+    commit_db_url: str, clean_engine: object
+) -> None:
+    """Two uvicorn workers over the test database, processing off: both answer, events stored."""
+    from core.stripe_webhooks import sign_payload
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COACHPAY_")}
+    env.update(
+        COACHPAY_DATABASE_URL=commit_db_url,
+        COACHPAY_STRIPE_API_BASE="http://127.0.0.1:9",  # never called: processing is off
+        COACHPAY_STRIPE_WEBHOOK_SECRET="whsec_cli_workers",
+        COACHPAY_WEBHOOK_PROCESSING="off",
+        COACHPAY_DB_POOL_SIZE="2",
+        PYTHONPATH=str(ROOT),
+    )
+    cmd = [sys.executable, "-m", "api.cli", "serve", "--workers", "2", "--no-jobs"]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        answers = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(answers) < 20 and proc.poll() is None:
+            body = json.dumps(
+                {"id": f"evt_w{len(answers)}", "object": "event", "type": "test.w",
+                 "created": int(time.time()), "livemode": False, "data": {"object": {"id": "x"}}}
+            ).encode()  # fmt: skip
+            headers = {"Stripe-Signature": sign_payload(body, "whsec_cli_workers")}
+            try:
+                r = httpx.post(
+                    f"http://127.0.0.1:{port}/v1/webhooks/stripe",
+                    content=body,
+                    headers=headers,
+                    timeout=5,
+                )
+                answers.append(r.status_code)
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert answers == [200] * 20
+        assert len(_children(proc.pid)) >= 2  # the workers
+        with psycopg.connect(commit_db_url) as conn:
+            row = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE status = 'pending') FROM webhook_events"
+            ).fetchone()
+        assert row == (20, 20)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

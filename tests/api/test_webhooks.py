@@ -17,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from api.runtime import Runtime
 from core.clock import FrozenClock
 from core.db import session_factory
+from core.errors import ConfigurationError
 from core.inbox import HandlerContext, HandlerRegistry, WebhookEvent, process_due
+from core.settings import Settings, load_settings
 from core.stripe_types import StripeEvent
 from tests.api.conftest import StripeSigner
 
@@ -235,3 +237,63 @@ async def test_background_processing_after_response(
         await asyncio.sleep(0.05)
     assert rows[0].status == "processed"
     assert recorder.seen == ["evt_bg"]
+
+
+@pytest.mark.parametrize("webhook_processing", ["off"])
+async def test_processing_off_stores_due_at_once_for_the_worker(
+    app_client: AsyncTestClient[Litestar],
+    app_runtime: Runtime,
+    api_clock: FrozenClock,
+    stripe_signer: StripeSigner,
+    recorder: Recorder,
+    clean_engine: AsyncEngine,
+) -> None:
+    event = stripe_signer.event(TEST_TYPE, {"id": "obj"}, id="evt_off")
+    resp = await app_client.post(PLATFORM, **stripe_signer.delivery(event))
+    assert resp.json() == {"received": True, "duplicate": False}
+    (row,) = await _rows(clean_engine)
+    assert row.status == "pending" and row.attempts == 0 and recorder.seen == []
+    # No grace period: nobody in the web process will process it.
+    assert row.next_attempt_at == row.received_at == api_clock.now()
+    assert row.payload == event  # the body as received
+    ctx = app_runtime.context
+    assert (
+        await process_due(ctx.factory, ctx.registry, ctx.handler_context, now=api_clock.now()) == 1
+    )
+    (row,) = await _rows(clean_engine)
+    assert row.status == "processed" and row.attempts == 1 and recorder.seen == ["evt_off"]
+    assert await _effects(clean_engine) == 1
+
+
+@pytest.mark.parametrize("webhook_processing", ["background"])
+async def test_background_keeps_the_grace_period_and_ignores_unhandled_types(
+    app_client: AsyncTestClient[Litestar],
+    api_clock: FrozenClock,
+    stripe_signer: StripeSigner,
+    clean_engine: AsyncEngine,
+) -> None:
+    event = stripe_signer.event("test.never.registered", {"id": "x"}, id="evt_bg_unknown")
+    resp = await app_client.post(PLATFORM, **stripe_signer.delivery(event))
+    assert resp.status_code == 200
+    for _ in range(50):
+        (row,) = await _rows(clean_engine)
+        if row.status != "pending":
+            break
+        await asyncio.sleep(0.05)
+    assert row.status == "ignored" and row.attempts == 1 and row.next_attempt_at is None
+    assert row.processed_at == api_clock.now()
+
+
+def test_runtime_takes_the_processing_mode_from_the_setting(api_settings: Settings) -> None:
+    off = api_settings.model_copy(update={"webhook_processing": "off"})
+    assert Runtime(off).webhook_processing == "off"
+    assert Runtime(off, webhook_processing="inline").webhook_processing == "inline"
+    assert Runtime(api_settings).webhook_processing == "background"
+
+
+def test_processing_setting_rejects_unknown_modes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COACHPAY_WEBHOOK_PROCESSING", "later")
+    with pytest.raises(ConfigurationError, match="COACHPAY_WEBHOOK_PROCESSING"):
+        load_settings()
+    monkeypatch.setenv("COACHPAY_WEBHOOK_PROCESSING", "off")
+    assert load_settings().webhook_processing == "off"

@@ -14,11 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from core.clock import FrozenClock
 from core.db import session_factory
 from core.inbox import (
+    CLAIM_LEASE,
     MAX_ATTEMPTS,
     HandlerContext,
     HandlerRegistry,
     WebhookEvent,
     backoff,
+    claim_due,
+    drain,
     event_row_id,
     process_due,
     process_event,
@@ -192,3 +195,70 @@ def test_registry_runs_handlers_in_order_without_duplicates() -> None:
     assert registry.handlers_for("x") == (a, b)
     assert "x" in registry and "y" not in registry
     assert registry.handlers_for("y") == ()
+
+
+async def _store_due_now(factory: async_sessionmaker[AsyncSession], n: int) -> None:
+    async with factory() as db, db.begin():
+        for i in range(n):
+            event = _event(f"evt_now_{i}")
+            await store_event(
+                db, event=event, endpoint="platform", now=NOW, first_attempt_delay=timedelta(0)
+            )
+
+
+async def test_claims_are_disjoint_and_leased(
+    factory: async_sessionmaker[AsyncSession], clock: FrozenClock
+) -> None:
+    await _store_due_now(factory, 6)
+    first, second = await asyncio.gather(
+        claim_due(factory, now=NOW, batch=3), claim_due(factory, now=NOW, batch=3)
+    )
+    assert len(first) == len(second) == 3 and not set(first) & set(second)
+    assert await claim_due(factory, now=NOW, batch=10) == []  # all leased
+    # A worker that died: its lease runs out and the events are due again.
+    assert len(await claim_due(factory, now=NOW + CLAIM_LEASE, batch=10)) == 6
+
+
+async def test_drain_handles_new_events_promptly_once_each(
+    factory: async_sessionmaker[AsyncSession], ctx: HandlerContext
+) -> None:
+    seen: list[str] = []
+
+    async def ok(db: AsyncSession, event: StripeEvent, _: HandlerContext) -> None:
+        seen.append(event.id)
+
+    registry = HandlerRegistry()
+    registry.register("test.ok", ok)
+    stop = asyncio.Event()
+    # Two drains (two workers) over one inbox, in batches smaller than the backlog.
+    tasks = [
+        asyncio.create_task(
+            drain(factory, registry, ctx, stop=stop, batch=4, concurrency=2, idle_seconds=0.05)
+        )
+        for _ in range(2)
+    ]
+    try:
+        await _store_due_now(factory, 10)
+        for _ in range(100):
+            if len(seen) >= 10:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    assert sorted(seen) == sorted(f"evt_now_{i}" for i in range(10))
+    async with factory() as db:
+        statuses = (await db.execute(select(WebhookEvent.status))).scalars().all()
+    assert statuses == ["processed"] * 10
+
+
+async def test_known_event_processing_skips_a_row_already_done(
+    factory: async_sessionmaker[AsyncSession], ctx: HandlerContext
+) -> None:
+    event = _event("evt_k", type="test.nobody")
+    row_id = await _store(factory, event)
+    registry = HandlerRegistry()
+    assert await process_event(factory, registry, ctx, row_id, event=event) == "ignored"
+    assert await process_event(factory, registry, ctx, row_id, event=event) == "skipped"
+    row = await _row(factory, row_id)
+    assert row.status == "ignored" and row.attempts == 1 and row.next_attempt_at is None
