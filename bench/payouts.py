@@ -1,16 +1,20 @@
 """Release and pay 100,000 due earnings across 10,000 coaches against the Stripe emulator.
 
-    uv run python -m bench.payouts                       # 100,000 / 10,000, then the 100 req/s run
-    uv run python -m bench.payouts --earnings 20000 --coaches 2000 --limited-earnings 2000
+    uv run python -m bench.payouts                 # 100,000 / 10,000, then the 100 req/s run
+    uv run python -m bench.payouts --quick         # 10,000 / 1,000, then 1,000 / 100 at 100 req/s
+    uv run python -m bench.payouts --earnings 20000 --coaches 2000 --limited-earnings 0
 
 The emulator runs in a process of its own (so its CPU is not ours), with the
-platform balance funded; the coaches' Connect accounts are created through
-its API. Data is bulk-loaded (not timed); then ONE cycle (release job, then
-payout job) is timed, as ``coachpay payouts run`` would run it. Printed:
-seconds, Stripe calls made (the emulator's request counter), calls per second,
-peak RSS of this process. The second run limits the emulator to 100 requests/s
-and shows the run stays within it: the 429s are answered by the gateway's
-backoff, every payout ends paid. Exit 1 if the money does not verify.
+platform balance funded and the coaches' Connect accounts (onboarded, transfers
+active) put straight into its state at boot: creating 10,000 of them over HTTP
+took minutes and measured nothing of ours. Data is bulk-loaded (not timed); then
+ONE cycle (release job, then payout job) is timed, as ``coachpay payouts run``
+would run it. Printed: seconds (release and payouts apart), Stripe calls made
+(the emulator's request counter), calls per second, peak RSS of this process,
+the load average, and a ``RESULT bench=payouts ...`` line for bench/all.sh. The
+second run limits the emulator to 100 requests/s and shows the run stays within
+it: the 429s are answered by the gateway's backoff, every payout ends paid.
+Exit 1 if the money does not verify.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import resource
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -35,19 +40,55 @@ from core.clock import FrozenClock
 from core.db import create_engine, session_factory
 from core.settings import Settings
 from core.stripe_gateway import StripeGateway
+from emulator.server import EmulatorServer
 from ledger.accounts import AccountRef, Kind, get_account_id
 from migrations.runner import upgrade
-from payouts.jobs import run_cycle
+from payouts.jobs import run_payout_job, run_release_job
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 BOOT = """
 import sys
+from bench.payouts import seed_accounts
 from emulator.server import EmulatorServer
-s = EmulatorServer(port=int(sys.argv[1]), seed=1)
+port, n, ids_file = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+s = EmulatorServer(port=port, seed=1)
 for cur in ("usd",):
     s.state.funds(cur).available = 10**15
+with open(ids_file, "w") as f:
+    f.write("\\n".join(seed_accounts(s, n)))
 s.serve_forever()
 """
+
+
+def seed_accounts(server: EmulatorServer, n: int) -> list[str]:
+    """``n`` onboarded Express accounts made in the emulator's state, through its own
+    handlers (``POST /v1/accounts`` then ``complete_onboarding``) without HTTP."""
+    from emulator.resources.accounts import complete_onboarding, create_account
+    from emulator.router import Ctx
+
+    params = {
+        "type": "express",
+        "country": "US",
+        "capabilities": {"transfers": {"requested": "true"}},
+    }
+    ids = []
+    with server.state.lock:
+        for _ in range(n):
+            ctx = Ctx(
+                method="POST",
+                path="/v1/accounts",
+                path_params={},
+                params=dict(params),
+                headers={},
+                query={},
+                base_url=server.base_url,
+                store=server.state,
+                app=server.app,
+            )
+            acct_id = str(create_account(ctx)["id"])
+            complete_onboarding(server.state, server.state.accounts[acct_id])
+            ids.append(acct_id)
+    return ids
 
 
 def _free_port() -> int:
@@ -56,37 +97,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_emulator() -> tuple[subprocess.Popen[bytes], str]:
+def start_emulator(accounts: int, ids_file: str) -> tuple[subprocess.Popen[bytes], str, list[str]]:
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-c", BOOT, str(port)])
+    proc = subprocess.Popen([sys.executable, "-c", BOOT, str(port), str(accounts), ids_file])
     base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
+    for _ in range(1200):
         try:
             httpx.get(f"{base}/_emulator/config", timeout=1)
-            return proc, base
+            with open(ids_file) as f:
+                ids = f.read().split()
+            if len(ids) != accounts:
+                raise RuntimeError(f"emulator seeded {len(ids)} accounts, not {accounts}")
+            return proc, base, ids
         except httpx.HTTPError:
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("emulator did not start")
-
-
-async def make_accounts(base: str, n: int) -> list[str]:
-    gw = StripeGateway("sk_test_bench", api_base=base, backoff_base=0.05)
-    sem = asyncio.Semaphore(16)
-    async with httpx.AsyncClient(base_url=base, timeout=30) as control:
-
-        async def one(i: int) -> str:
-            async with sem:
-                acct = await gw.create_account(
-                    email=None, country="US", metadata={}, idempotency_key=f"bench-acct:{i}"
-                )
-                r = await control.post(f"/_emulator/accounts/{acct.id}/complete_onboarding")
-                r.raise_for_status()
-                return acct.id
-
-        ids = await asyncio.gather(*(one(i) for i in range(n)))
-    await gw.aclose()
-    return list(ids)
 
 
 async def load(db_url: str, accounts: list[str], earnings: int) -> None:
@@ -183,18 +209,50 @@ def stripe_calls(s: dict[str, Any]) -> int:
     return sum(int(v) for k, v in s["requests"].items() if " /v1/" in k)
 
 
-async def timed_cycle(db_url: str, base: str, *, until_settled: bool) -> dict[str, Any]:
+def emulator_state(base: str) -> dict[str, Any]:
+    result: dict[str, Any] = httpx.get(f"{base}/_emulator/state", timeout=30).json()
+    return result
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_average() -> str:
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+async def timed_cycle(
+    db_url: str, base: str, *, until_settled: bool, concurrency: int | None
+) -> dict[str, Any]:
     settings = Settings(job_batch_size=500, db_pool_size=10)
     engine = create_engine(db_url, pool_size=10)
     factory = session_factory(engine)
     gw = StripeGateway("sk_test_bench", api_base=base, max_retries=6, backoff_base=0.05)
+    clock = FrozenClock(NOW)
     before = stripe_calls(stats(base))
     t0 = time.perf_counter()
-    cycles = 0
+    cycles = released = 0
+    release_s = payout_s = 0.0
     while True:
-        result = await run_cycle(factory, gateway=gw, clock=FrozenClock(NOW), settings=settings)
+        # run_cycle's two steps, timed apart.
+        t = time.perf_counter()
+        rel = await run_release_job(
+            factory, clock=clock, settings=settings, concurrency=concurrency
+        )
+        release_s += time.perf_counter() - t
+        t = time.perf_counter()
+        pay = await run_payout_job(
+            factory, gateway=gw, clock=clock, settings=settings, concurrency=concurrency
+        )
+        payout_s += time.perf_counter() - t
+        released += rel.released
         if cycles == 0:
-            print(f"  first cycle {time.perf_counter() - t0:.1f} s: {result}", flush=True)
+            print(
+                f"  first cycle {time.perf_counter() - t0:.1f} s (release {release_s:.1f} s, "
+                f"payouts {payout_s:.1f} s): {rel} {pay}",
+                flush=True,
+            )
         cycles += 1
         async with factory() as db:
             open_ = await db.scalar(
@@ -222,8 +280,10 @@ async def timed_cycle(db_url: str, base: str, *, until_settled: bool) -> dict[st
     calls = stripe_calls(s) - before
     return {
         "seconds": seconds,
+        "release_seconds": release_s,
+        "payout_seconds": payout_s,
         "cycles": cycles,
-        "released": result.release.released,
+        "released": released,
         "calls": calls,
         "calls_per_second": calls / seconds if seconds else 0.0,
         "paid": int(check[0]),
@@ -231,17 +291,26 @@ async def timed_cycle(db_url: str, base: str, *, until_settled: bool) -> dict[st
         "earnings_unpaid": int(check[2]),
         "trial_balance": int(check[3]),
         "coach_owed": int(check[4]),
+        "transfers": int(emulator_state(base)["counts"]["transfers"]),
         "faults": s["faults"],
     }
 
 
-async def scenario(url: str, name: str, earnings: int, coaches: int, *, rps: float | None) -> bool:
-    proc, base = start_emulator()
+async def scenario(
+    url: str,
+    name: str,
+    earnings: int,
+    coaches: int,
+    *,
+    rps: float | None,
+    concurrency: int | None = None,
+) -> tuple[bool, dict[str, Any]]:
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, base, accounts = start_emulator(coaches, os.path.join(tmp, "accounts"))
     try:
         with scratch_database(url, f"coachpay_bench_payouts_{name}_{os.getpid()}") as db_url:
             await asyncio.to_thread(upgrade, db_url)
-            t = time.perf_counter()
-            accounts = await make_accounts(base, coaches)
             await load(db_url, accounts, earnings)
             print(f"[{name}] setup {time.perf_counter() - t:.1f} s (not timed)", flush=True)
             if rps is not None:
@@ -250,46 +319,75 @@ async def scenario(url: str, name: str, earnings: int, coaches: int, *, rps: flo
                     json={"max_requests_per_second": rps, "paths": ["/v1"]},
                     timeout=10,
                 ).raise_for_status()
-            r = await timed_cycle(db_url, base, until_settled=rps is not None)
+            load_before = load_average()
+            r = await timed_cycle(
+                db_url, base, until_settled=rps is not None, concurrency=concurrency
+            )
+            r["load"] = f"{load_before} -> {load_average()}"
     finally:
         proc.terminate()
         proc.wait(10)
+    # Every coach paid exactly once: one paid payout and one emulator transfer each.
     ok = (
         r["paid"] == coaches
+        and r["transfers"] == coaches
         and r["not_paid"] == 0
         and r["earnings_unpaid"] == 0
         and r["trial_balance"] == 0
         and r["coach_owed"] == 0
     )
+    rate_limited = r["faults"].get("rate_limited", 0)
     print(
         f"[{name}] {earnings:,} earnings / {coaches:,} coaches: {r['seconds']:.1f} s "
-        f"({r['cycles']} cycle(s)), released {r['released']:,}, paid {r['paid']:,} payouts; "
-        f"Stripe calls {r['calls']:,} = {r['calls_per_second']:.0f}/s; "
-        f"429 answered {r['faults'].get('rate_limited', 0)} "
-        f"(accepted {(r['calls'] - r['faults'].get('rate_limited', 0)) / r['seconds']:.0f}/s); "
-        f"money verifies: {ok}",
+        f"(release {r['release_seconds']:.1f} s, payouts {r['payout_seconds']:.1f} s, "
+        f"{r['cycles']} cycle(s)), released {r['released']:,}, paid {r['paid']:,} payouts, "
+        f"{r['transfers']:,} transfers; Stripe calls {r['calls']:,} = "
+        f"{r['calls_per_second']:.0f}/s; 429 answered {rate_limited} "
+        f"(accepted {(r['calls'] - rate_limited) / r['seconds']:.0f}/s); "
+        f"load average {r['load']}; money verifies: {ok}",
         flush=True,
     )
-    return ok
+    return ok, r
 
 
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url", default=os.environ.get("COACHPAY_TEST_DATABASE_URL", DEFAULT_URL))
-    ap.add_argument("--earnings", type=int, default=100_000)
-    ap.add_argument("--coaches", type=int, default=10_000)
-    ap.add_argument("--limited-earnings", type=int, default=5_000)
-    ap.add_argument("--limited-coaches", type=int, default=500)
+    ap.add_argument("--quick", action="store_true", help="10,000 / 1,000, then 1,000 / 100")
+    ap.add_argument("--earnings", type=int, default=None)
+    ap.add_argument("--coaches", type=int, default=None)
+    ap.add_argument("--limited-earnings", type=int, default=None, help="0 skips that run")
+    ap.add_argument("--limited-coaches", type=int, default=None)
     ap.add_argument("--rps", type=float, default=100.0)
+    ap.add_argument("--concurrency", type=int, default=None, help="job workers (default: jobs')")
     args = ap.parse_args()
-    ok = await scenario(args.url, "zero_latency", args.earnings, args.coaches, rps=None)
-    print(
-        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True
+    sizes = (10_000, 1_000, 1_000, 100) if args.quick else (100_000, 10_000, 5_000, 500)
+    earnings = sizes[0] if args.earnings is None else args.earnings
+    coaches = sizes[1] if args.coaches is None else args.coaches
+    limited = sizes[2] if args.limited_earnings is None else args.limited_earnings
+    limited_coaches = sizes[3] if args.limited_coaches is None else args.limited_coaches
+    ok, r = await scenario(
+        args.url, "zero_latency", earnings, coaches, rps=None, concurrency=args.concurrency
     )
-    if args.limited_earnings:
-        ok &= await scenario(
-            args.url, "limited", args.limited_earnings, args.limited_coaches, rps=args.rps
+    zero_peak = peak_mb()
+    print(f"peak RSS {zero_peak:.0f} MB (the whole process, setup included)", flush=True)
+    if limited:
+        limited_ok, _ = await scenario(
+            args.url,
+            "limited",
+            limited,
+            limited_coaches,
+            rps=args.rps,
+            concurrency=args.concurrency,
         )
+        ok = ok and limited_ok
+    print(
+        f"RESULT bench=payouts earnings={earnings} coaches={coaches} seconds={r['seconds']:.1f} "
+        f"release_s={r['release_seconds']:.1f} payouts_s={r['payout_seconds']:.1f} "
+        f"calls={r['calls']} calls_per_s={r['calls_per_second']:.0f} peak_mb={zero_peak:.0f} "
+        f"load1={os.getloadavg()[0]:.1f} verified={ok}",
+        flush=True,
+    )
     return 0 if ok else 1
 
 
