@@ -20,9 +20,14 @@ from sessions.refunds import MAX_REASON, refund_booking
 Id = Annotated[int, Parameter(gt=0, le=2**63 - 1)]
 
 
+# Text without control characters (newline and tab allowed): PostgreSQL refuses
+# NUL, which used to fail the request with a 500 after Stripe had refunded.
+PLAIN_TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
+
+
 class RefundRequest(msgspec.Struct, forbid_unknown_fields=True):
     amount: Annotated[int, msgspec.Meta(gt=0, le=MAX_AMOUNT)] | None = None
-    reason: Annotated[str, msgspec.Meta(max_length=MAX_REASON)] | None = None
+    reason: Annotated[str, msgspec.Meta(max_length=MAX_REASON, pattern=PLAIN_TEXT)] | None = None
 
 
 class RefundOut(msgspec.Struct):
@@ -49,8 +54,10 @@ class BookingOut(msgspec.Struct):
     amount_refunded: int
     checkout_url: str | None
     refundable_until: datetime
-    # To book the same coach again: POST /v1/sessions/{next_session_id}/bookings.
+    # To book the same coach again: their next session this mentee can book (ahead,
+    # a seat free, not held already), and where to POST for it; null when none.
     next_session_id: int | None
+    book_again_url: str | None
 
 
 class BookingList(msgspec.Struct):
@@ -74,6 +81,9 @@ def _out(v: svc.BookingView) -> BookingOut:
         checkout_url=b.checkout_url if b.status == "pending" else None,
         refundable_until=s.starts_at - timedelta(hours=s.refund_window_hours),
         next_session_id=v.next_session_id,
+        book_again_url=(
+            None if v.next_session_id is None else f"/v1/sessions/{v.next_session_id}/bookings"
+        ),
     )
 
 
@@ -98,7 +108,8 @@ async def cancel_booking(
     b = await svc.cancel_booking(
         db, booking_id=booking_id, actor=_actor(current_user), gateway=ctx.gateway, clock=ctx.clock
     )
-    return booking_created(b)
+    # Its Checkout Session was expired at Stripe: no URL to pay it any more.
+    return msgspec.structs.replace(booking_created(b), checkout_url=None)
 
 
 @post("/bookings/{booking_id:int}/retry", status_code=200, guards=[require_role(Role.MENTEE)])

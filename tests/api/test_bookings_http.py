@@ -221,6 +221,7 @@ async def test_cancel_pending_frees_the_seat_and_expires_its_checkout(
     r = await client.post(f"/v1/bookings/{b['id']}/cancel", headers=me)
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "cancelled"
+    assert r.json()["checkout_url"] is None  # expired at Stripe: nothing left to pay
     assert stripe.checkout(b["checkout_session_id"])["status"] == "expired"
     me_id = await user_id(engine, me)
     assert (await audit(engine, b["id"]))[-1] == (
