@@ -41,6 +41,10 @@ async def decode_strict(request: Request[Any, Any, Any], type_: type[T]) -> T:
 Id = Annotated[int, Parameter(gt=0, le=MAX_ID)]
 
 
+class BookingRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A booking takes no fields."""
+
+
 class CreateSession(msgspec.Struct, forbid_unknown_fields=True):
     title: Annotated[str, msgspec.Meta(min_length=1, max_length=catalog.MAX_TITLE)]
     starts_at: Annotated[datetime, msgspec.Meta(tz=True)]
@@ -179,9 +183,16 @@ async def get_session(
     request_max_body_size=1024,
 )
 async def create_booking(
-    session_id: Id, db: DbSession, current_user: AuthUser, ctx: AppCtx
+    session_id: Id,
+    request: Request[Any, Any, Any],
+    db: DbSession,
+    current_user: AuthUser,
+    ctx: AppCtx,
 ) -> BookingCreated:
-    """Hold a seat and answer the Stripe Checkout URL to pay it."""
+    """Hold a seat and answer the Stripe Checkout URL to pay it (no body, or ``{}``)."""
+    # The price is the session's: a field sent here (an amount, a seat count)
+    # is refused rather than silently dropped.
+    await decode_strict(request, BookingRequest)
     b = await booking_svc.book(
         db,
         session_id=session_id,

@@ -703,16 +703,6 @@ BAD_BOOKING_BODIES: list[tuple[str, Any]] = [
 ]
 
 
-# POST /v1/sessions/{id}/bookings (api/routes/sessions.py, not ours to change here) never
-# reads its body: unknown fields are dropped and request_max_body_size is not enforced.
-# Strict xfail: these pass, and must then lose the mark, once the route decodes an empty
-# forbid_unknown_fields struct with decode_strict.
-BODY_IGNORED = pytest.mark.xfail(
-    strict=True, reason="create_booking ignores its body (api/routes/sessions.py)"
-)
-
-
-@BODY_IGNORED
 @pytest.mark.parametrize(("field", "body"), BAD_BOOKING_BODIES)
 async def test_booking_body_fields_are_refused_naming_them_and_write_nothing(
     client: Client,
@@ -734,7 +724,6 @@ async def test_booking_body_fields_are_refused_naming_them_and_write_nothing(
     assert await snapshot(engine, stripe) == before
 
 
-@BODY_IGNORED
 async def test_booking_oversized_body_is_413_and_writes_nothing(
     client: Client,
     stripe: Stripe,
