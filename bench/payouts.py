@@ -222,8 +222,15 @@ def load_average() -> str:
     return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def timed_cycle(
-    db_url: str, base: str, *, until_settled: bool, concurrency: int | None
+    db_url: str, base: str, *, until_settled: bool, concurrency: int | None, emulator_pid: int
 ) -> dict[str, Any]:
     settings = Settings(job_batch_size=500, db_pool_size=10)
     engine = create_engine(db_url, pool_size=10)
@@ -231,6 +238,7 @@ async def timed_cycle(
     gw = StripeGateway("sk_test_bench", api_base=base, max_retries=6, backoff_base=0.05)
     clock = FrozenClock(NOW)
     before = stripe_calls(stats(base))
+    cpu0, emu0 = time.process_time(), cpu_seconds(emulator_pid)
     t0 = time.perf_counter()
     cycles = released = 0
     release_s = payout_s = 0.0
@@ -261,6 +269,7 @@ async def timed_cycle(
         if not until_settled or not open_ or cycles >= 20:
             break
     seconds = time.perf_counter() - t0
+    cpu, emu_cpu = time.process_time() - cpu0, cpu_seconds(emulator_pid) - emu0
     s = stats(base)
     async with factory() as db:
         check = (
@@ -280,6 +289,8 @@ async def timed_cycle(
     calls = stripe_calls(s) - before
     return {
         "seconds": seconds,
+        "cpu": cpu,
+        "emulator_cpu": emu_cpu,
         "release_seconds": release_s,
         "payout_seconds": payout_s,
         "cycles": cycles,
@@ -321,7 +332,11 @@ async def scenario(
                 ).raise_for_status()
             load_before = load_average()
             r = await timed_cycle(
-                db_url, base, until_settled=rps is not None, concurrency=concurrency
+                db_url,
+                base,
+                until_settled=rps is not None,
+                concurrency=concurrency,
+                emulator_pid=proc.pid,
             )
             r["load"] = f"{load_before} -> {load_average()}"
     finally:
@@ -344,6 +359,7 @@ async def scenario(
         f"{r['transfers']:,} transfers; Stripe calls {r['calls']:,} = "
         f"{r['calls_per_second']:.0f}/s; 429 answered {rate_limited} "
         f"(accepted {(r['calls'] - rate_limited) / r['seconds']:.0f}/s); "
+        f"CPU: this process {r['cpu']:.1f} s, emulator {r['emulator_cpu']:.1f} s; "
         f"load average {r['load']}; money verifies: {ok}",
         flush=True,
     )
