@@ -135,12 +135,15 @@ def _run_workers(settings: Settings, host: str, port: int, *, workers: int, jobs
         problems.append("add --no-jobs (or COACHPAY_RUN_JOBS=false) and run `coachpay worker`")
     if problems:
         raise ConfigurationError(f"serve --workers {workers}: " + "; ".join(problems))
+    import socket
+
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     # The workers are new interpreters: they read the settings from the environment.
     os.environ["COACHPAY_PUBLIC_URL"] = settings.public_url
     os.environ["COACHPAY_RUN_JOBS"] = "false"
-    uvicorn.run(
+    config = uvicorn.Config(
         "api.cli:worker_app",
         factory=True,
         host=host,
@@ -149,6 +152,13 @@ def _run_workers(settings: Settings, host: str, port: int, *, workers: int, jobs
         log_config=None,
         lifespan="on",
     )
+    # What uvicorn.run does for workers, but uvicorn binds with proto 0 and asyncio
+    # sets TCP_NODELAY only on connections of an IPPROTO_TCP socket: without it an
+    # answer written in two parts waits for the client's delayed ACK (40 ms each).
+    bound = config.bind_socket()
+    sock = socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
+    with contextlib.suppress(KeyboardInterrupt):
+        Multiprocess(config, sockets=[sock]).run()
     return 0
 
 

@@ -5,7 +5,8 @@ bench/README.md). What is measured, end to end on loopback:
 
 - a scratch database (migrated), the Stripe emulator in its own process (no
   webhook URL: it delivers nothing itself), and ``coachpay serve --no-jobs``
-  (one uvicorn process) pointed at both with a fixed webhook secret;
+  (``--workers`` uvicorn processes, 1 by default) pointed at both with a fixed
+  webhook secret; with ``--processing off`` also one ``coachpay worker``;
 - seeding through the project's services: coaches with an active Connect
   account, published sessions, mentees, bookings made by ``sessions.booking.book``
   (which creates the Checkout Session in the emulator), each paid in the
@@ -18,8 +19,9 @@ bench/README.md). What is measured, end to end on loopback:
 - latency of the HTTP answer (verify + store in the inbox + 200), per step;
 - processing: the server handles each event after answering (background task:
   re-read the session and PaymentIntent from the emulator, post the split and
-  processing fee, earning, booking PAID). The bench waits until every inbox row
-  is processed and reports how long that took.
+  processing fee, earning, booking PAID), or with ``--processing off`` the
+  worker does (``COACHPAY_WEBHOOK_PROCESSING=off``). The bench waits until
+  every inbox row is processed and reports how long that took.
 
 On 2 cores the load generator, the server, the emulator and PostgreSQL share
 the CPU: the figures are for all of them together on one machine.
@@ -32,11 +34,13 @@ import asyncio
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -388,7 +392,7 @@ def verify(db_url: str) -> tuple[list[str], dict[str, int]]:
     ledger balances. Returns the problems and the payment events by inbox status."""
     problems = []
     with psycopg.connect(db_url) as conn:
-        by_status = dict(
+        by_status: dict[str, int] = dict(
             conn.execute(
                 "SELECT status, count(*) FROM webhook_events "
                 "WHERE type = 'checkout.session.completed' GROUP BY 1"
@@ -411,6 +415,63 @@ def verify(db_url: str) -> tuple[list[str], dict[str, int]]:
     return problems, {str(k): int(v) for k, v in by_status.items()}
 
 
+# ---- processes -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def serve(db_url: str, env: dict[str, str], logdir: str, workers: int) -> Iterator[str]:
+    """``coachpay serve --no-jobs [--workers N]``: common.coachpay_serve for one process."""
+    log_path = f"{logdir}/serve.log"
+    if workers == 1:
+        with common.coachpay_serve(db_url, env, log_path) as base:
+            yield base
+        return
+    port = common.free_port()
+    cmd = [*common.coachpay_command(), "serve", "--no-jobs", "--workers", str(workers)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    base = f"http://127.0.0.1:{port}"
+    with _process(cmd, {"COACHPAY_DATABASE_URL": db_url, **env}, log_path):
+        deadline = time.monotonic() + 60
+        while True:  # every worker up: a few answers in a row
+            try:
+                if all(httpx.get(f"{base}/health", timeout=1).status_code < 500 for _ in range(8)):
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"coachpay serve not ready in time; see {log_path}")
+            time.sleep(0.3)
+        yield base
+
+
+@contextmanager
+def worker(db_url: str, env: dict[str, str], logdir: str, wanted: bool) -> Iterator[None]:
+    """``coachpay worker`` (jobs on: it drains the inbox) when ``wanted``."""
+    if not wanted:
+        yield
+        return
+    full = {"COACHPAY_DATABASE_URL": db_url, **env, "COACHPAY_RUN_JOBS": "true"}
+    with _process([*common.coachpay_command(), "worker"], full, f"{logdir}/worker.log"):
+        yield
+
+
+@contextmanager
+def _process(cmd: list[str], env: dict[str, str], log_path: str) -> Iterator[None]:
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            yield
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 # ---- main ----------------------------------------------------------------------------------------
 
 
@@ -430,6 +491,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed-concurrency", type=int, default=8)
     p.add_argument("--process-timeout", type=float, default=600.0, help="wait for the inbox")
     p.add_argument("--log-level", default="INFO", help="server log level (INFO as deployed)")
+    p.add_argument("--workers", type=int, default=1, help="coachpay serve --workers")
+    p.add_argument(
+        "--processing",
+        choices=("background", "off"),
+        default="background",
+        help="COACHPAY_WEBHOOK_PROCESSING; off: a `coachpay worker` processes",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.rates, args.payment_rates = _csv(QUICK_INBOX_RATES), _csv(QUICK_PAYMENT_RATES)
@@ -475,8 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"payment phase {list(args.payment_rates)}/s, inbox phase {list(args.rates)}/s, "
         f"{args.seconds:g} s per step; client: one asyncio process, httpx, {args.connections} "
-        f"connections; server: coachpay serve --no-jobs (1 uvicorn process), log level "
-        f"{args.log_level}; emulator: its own process",
+        f"connections; server: coachpay serve --no-jobs --workers {args.workers}, processing "
+        f"{args.processing}{' + coachpay worker' if args.processing == 'off' else ''}, "
+        f"log level {args.log_level}; emulator: its own process",
         flush=True,
     )
     logdir = tempfile.mkdtemp(prefix="coachpay-bench-webhooks-")
@@ -499,8 +568,12 @@ def main(argv: list[str] | None = None) -> int:
                 "COACHPAY_STRIPE_WEBHOOK_SECRET": SECRET,
                 "COACHPAY_LOG_LEVEL": args.log_level,
                 "COACHPAY_RUN_JOBS": "false",
+                "COACHPAY_WEBHOOK_PROCESSING": args.processing,
             }
-            with common.coachpay_serve(db_url, env, f"{logdir}/serve.log") as base:
+            with (
+                serve(db_url, env, logdir, args.workers) as base,
+                worker(db_url, env, logdir, args.processing == "off"),
+            ):
                 if args.payment_rates:
                     make = payment_payloads(sessions)
                     phases.append(
