@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.accounts import AccountRef, Kind, get_account_id
 from ledger.posting import TxType, translate_db_error
-from payouts.sql import PLAN_SMALL_POSTINGS
 
 AccountCache = dict[tuple[int, str, str], int]
 
@@ -35,9 +34,6 @@ _CLAIM = text(
     "AND (available_at, id) > (:after_at, :after_id) "
     "ORDER BY available_at, id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
-# See payouts.sql.PLAN_SMALL_POSTINGS: without it each ledger_post() call
-# hashed the whole ledger_accounts table twice (1 ms a release at 2,000 coaches).
-_PLAN = text(f"SELECT {PLAN_SMALL_POSTINGS}")
 _START = (datetime(1970, 1, 1, tzinfo=UTC), 0)
 Cursor = tuple[datetime, int]
 _CANCEL = text("UPDATE earnings SET status = 'cancelled' WHERE id = ANY(:ids)")
@@ -139,7 +135,6 @@ async def release_due(
                 "attrs": {"coach_id": int(r.coach_id), "description": f"earning {r.id}"},
             }
         )
-    await db.execute(_PLAN)
     try:
         posted = (
             await db.execute(

@@ -9,18 +9,6 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-# Planner settings for the rest of the transaction (SET LOCAL), in a statement
-# that runs anyway. ledger_post() joins its legs (jsonb_array_elements,
-# estimated at 100 rows) to ledger_accounts, which the planner does by hashing
-# the WHOLE accounts table, twice per posting: with 10,000 coaches (30,000
-# accounts) that made each posting cost milliseconds. Without hash and merge
-# joins it looks the two or three accounts up by primary key. Only the plan
-# changes, never a result. Remove once ledger_post looks its legs up by key.
-PLAN_SMALL_POSTINGS = (
-    "set_config('enable_hashjoin', 'off', true) AS _plan_h, "
-    "set_config('enable_mergejoin', 'off', true) AS _plan_m"
-)
-
 # Everything reserve() needs to know about the coach, in one round trip.
 COACH = text(
     "SELECT p.payouts_paused, p.payout_schedule, "
@@ -31,8 +19,7 @@ COACH = text(
     "(SELECT max(created_at) FROM payouts o WHERE o.coach_id = p.user_id AND o.currency = :cur "
     "  AND o.status <> 'failed') AS last_payout_at, "
     "(SELECT id FROM ledger_accounts a WHERE a.owner_type = 'coach' AND a.owner_id = p.user_id "
-    "  AND a.kind = 'in_transit' AND a.currency = :cur) AS in_transit, "
-    f"{PLAN_SMALL_POSTINGS} "
+    "  AND a.kind = 'in_transit' AND a.currency = :cur) AS in_transit "
     "FROM coach_profiles p LEFT JOIN connect_accounts ca ON ca.coach_id = p.user_id "
     "WHERE p.user_id = :coach"
 )
@@ -64,7 +51,7 @@ SETTLE_ACCOUNTS = text(
     "SELECT (SELECT id FROM ledger_accounts WHERE owner_type = 'coach' AND owner_id = :c "
     "  AND kind = 'in_transit' AND currency = :cur) AS in_transit, "
     "(SELECT id FROM ledger_accounts WHERE owner_type = 'platform' AND owner_id = 0 "
-    f"  AND kind = 'stripe_balance' AND currency = :cur) AS cash, {PLAN_SMALL_POSTINGS}"
+    "  AND kind = 'stripe_balance' AND currency = :cur) AS cash"
 )
 # Everything settle() writes after the posting, in one round trip: the
 # attempt, the earnings paid, the payout row.
