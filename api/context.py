@@ -19,9 +19,9 @@ class AppContext:
     gateway: StripeGateway
     clock: Clock
     registry: HandlerRegistry
-    # "background": webhooks are processed right after the response;
-    # "inline": before it (tests that assert effects); "off": only by the
-    # retry job or an explicit process_event call (tests of the inbox).
+    # COACHPAY_WEBHOOK_PROCESSING: "background": webhooks are processed right
+    # after the response; "inline": before it; "off": only stored here, the
+    # jobs of `coachpay worker` process them (several web replicas, one backlog).
     webhook_processing: str = "background"
     # A gateway with a short timeout and no retries, for /health.
     probe_gateway: StripeGateway | None = None
