@@ -36,7 +36,17 @@ async def _booking_for_checkout(db: AsyncSession, obj: dict[str, object]) -> int
         return int(found)
     meta = obj.get("metadata")
     raw = meta.get("booking_id") if isinstance(meta, dict) else None
-    return int(raw) if isinstance(raw, str) and raw.isdigit() else None
+    if not (isinstance(raw, str) and raw.isdigit()):
+        return None
+    # A Checkout Session Stripe made while our booking transaction rolled back
+    # (the answer was lost) names a booking that never existed: nothing to do.
+    exists = (await db.execute(select(Booking.id).where(Booking.id == int(raw)))).first()
+    if exists is None:
+        log.warning(
+            "checkout session %s names booking %s, which was never saved", obj.get("id"), raw
+        )
+        return None
+    return int(raw)
 
 
 async def on_checkout_paid(db: AsyncSession, event: StripeEvent, ctx: HandlerContext) -> None:

@@ -115,7 +115,6 @@ async def _clock_after(env: Env) -> object:
     return FrozenClock(env.epoch + timedelta(days=30))
 
 
-@pytest.mark.xfail(strict=True, reason="sessions/webhooks.py on_checkout_expired: BookingNotFound")
 async def test_expired_checkout_of_a_booking_that_never_committed(env: Env) -> None:
     clock = await env.reset()
     rng = random.Random(5)
