@@ -22,6 +22,7 @@ from litestar.types import (
 from api.deps import dependencies
 from api.errors import EXCEPTION_HANDLERS
 from api.logs import configure_logging, with_request_id
+from api.openapi_errors import declare_error_responses
 from api.routes import ROUTERS
 from api.runtime import Runtime
 from core.settings import Settings, load_settings
@@ -69,7 +70,7 @@ def create_app(
         if owns_runtime:
             await rt.stop()
 
-    return CoachpayApp(
+    app = CoachpayApp(
         route_handlers=[*ROUTERS, *extra_route_handlers],
         dependencies=dependencies(),
         exception_handlers=EXCEPTION_HANDLERS,
@@ -87,3 +88,5 @@ def create_app(
         logging_config=None,
         debug=False,
     )
+    declare_error_responses(app)
+    return app

@@ -59,6 +59,19 @@ async def test_schema_is_served(app_client: AsyncTestClient[Litestar]) -> None:
     assert ui.status_code == 200
 
 
+async def test_schema_declares_the_real_error_responses(
+    app_client: AsyncTestClient[Litestar],
+) -> None:
+    doc = (await app_client.get("/schema/openapi.json")).json()
+    assert doc["components"]["schemas"]["Error"]["required"] == ["error", "detail"]
+    refund = doc["paths"]["/v1/bookings/{booking_id}/refund"]["post"]["responses"]
+    for code in ("400", "401", "403", "404", "409", "422", "503"):
+        schema = refund[code]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Error"}, code
+    # Public routes are left as they are.
+    assert "401" not in doc["paths"]["/health"]["get"]["responses"]
+
+
 async def test_request_id_echoed_or_generated(app_client: AsyncTestClient[Litestar]) -> None:
     given = await app_client.get("/nope", headers={"X-Request-ID": "req-123"})
     assert given.headers["x-request-id"] == "req-123"
