@@ -86,6 +86,9 @@ _SET_DONE = (
 )
 _MARK_DONE = text(_SET_DONE)
 _MARK_DONE_IF_OWED = text(f"{_SET_DONE} AND {_OWED} RETURNING id")
+_UNLEASE = text(
+    f"UPDATE webhook_events SET next_attempt_at = :now WHERE id = ANY(:ids) AND {_OWED}"
+)
 _CLAIM_DUE = text(
     "UPDATE webhook_events SET next_attempt_at = :until WHERE id IN ("
     f" SELECT id FROM webhook_events WHERE {_OWED} AND next_attempt_at <= :now"
@@ -334,12 +337,19 @@ async def _process_batch(
     ids = await claim_due(factory, now=now, batch=batch)
     gate = asyncio.Semaphore(max(concurrency, 1))
 
-    async def one(row_id: int) -> bool:
+    async def one(row_id: int) -> Outcome:
         async with gate:
-            return await process_event(factory, registry, ctx, row_id) in ("processed", "ignored")
+            return await process_event(factory, registry, ctx, row_id)
 
     results = await asyncio.gather(*(one(i) for i in ids))
-    return len(ids), sum(results)
+    # "skipped": the row was locked when we came to it, e.g. by another
+    # worker's claim statement that read it as due just before our lease
+    # committed. Hand the lease back, or the event would wait out CLAIM_LEASE.
+    skipped = [i for i, r in zip(ids, results, strict=True) if r == "skipped"]
+    if skipped:
+        async with factory() as db, db.begin():
+            await db.execute(_UNLEASE, {"ids": skipped, "now": now})
+    return len(ids), sum(r in ("processed", "ignored") for r in results)
 
 
 async def drain(
