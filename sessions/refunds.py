@@ -36,6 +36,11 @@ _CLIENT_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
 Source = Literal["api", "auto", "stripe"]
 REFUNDABLE = (BookingStatus.PAID, BookingStatus.PARTIALLY_REFUNDED)
 MAX_REASON = 500
+# Text without control characters (newline and tab allowed): PostgreSQL refuses
+# NUL, and a reason it refuses after Stripe refunded would fail the request
+# with the money already gone. Checked before any call, for every caller.
+PLAIN_TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
+_PLAIN_TEXT = re.compile(PLAIN_TEXT)
 
 
 async def apply_refund(
@@ -172,9 +177,12 @@ async def refund_booking(
         not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount <= MAX_AMOUNT
     ):
         raise InvalidInput("amount: must be a positive integer of minor units", field="amount")
-    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+    if reason is not None and (
+        not isinstance(reason, str) or len(reason) > MAX_REASON or not _PLAIN_TEXT.match(reason)
+    ):
         raise InvalidInput(
-            f"reason: must be text of at most {MAX_REASON} characters", field="reason"
+            f"reason: must be text of at most {MAX_REASON} characters, without control characters",
+            field="reason",
         )
     booking = await get_booking(db, booking_id, lock=True)
     session = await db.get(CoachingSession, booking.coaching_session_id)

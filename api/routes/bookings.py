@@ -15,14 +15,9 @@ from core.money import MAX_AMOUNT
 from core.users import Role
 from sessions import booking as svc
 from sessions.audit import Actor
-from sessions.refunds import MAX_REASON, refund_booking
+from sessions.refunds import MAX_REASON, PLAIN_TEXT, refund_booking
 
 Id = Annotated[int, Parameter(gt=0, le=2**63 - 1)]
-
-
-# Text without control characters (newline and tab allowed): PostgreSQL refuses
-# NUL, which used to fail the request with a 500 after Stripe had refunded.
-PLAIN_TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
 
 
 class RefundRequest(msgspec.Struct, forbid_unknown_fields=True):

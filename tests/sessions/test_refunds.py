@@ -227,3 +227,25 @@ async def test_bad_client_key_is_422_and_writes_nothing(
             client_key=bad,
         )
     assert await count(db, Refund) == 0
+
+
+async def test_reason_with_control_characters_is_refused_before_stripe(
+    db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer
+) -> None:
+    booking, coach, _ = await _paid(db, ctx, emulator)
+    with pytest.raises(InvalidInput):
+        await refund_booking(
+            db,
+            booking_id=booking.id,
+            actor=Actor.user(coach, "coach"),
+            amount=100,
+            reason="late\x00",
+            gateway=ctx.gateway,
+            clock=ctx.clock,
+        )
+    assert await count(db, Refund) == 0
+    assert not [
+        r
+        for r in emulator.state.refunds.values()
+        if r["payment_intent"] == booking.payment_intent_id
+    ]
