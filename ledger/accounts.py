@@ -178,6 +178,21 @@ async def owner_balances(
     return [OwnerBalance(r[0], r[1], int(r[2])) for r in rows]
 
 
+# What a coach is owed per currency (sign flipped: positive = owed), one row per
+# currency, as SQL for read models that fold it into a single statement with
+# their own reads (one round trip); the coach's id is the parameter ``:coach_id``.
+COACH_OWED_BY_CURRENCY_SQL = (
+    "SELECT a.currency, "
+    "CAST(-COALESCE(sum(s.balance) FILTER (WHERE a.kind = 'pending'), 0) AS bigint) AS pending, "
+    "CAST(-COALESCE(sum(s.balance) FILTER (WHERE a.kind = 'available'), 0) AS bigint) "
+    "AS available, "
+    "CAST(-COALESCE(sum(s.balance) FILTER (WHERE a.kind = 'in_transit'), 0) AS bigint) "
+    "AS in_transit "
+    "FROM ledger_accounts a LEFT JOIN ledger_balance_slots s ON s.account_id = a.id "
+    "WHERE a.owner_type = 'coach' AND a.owner_id = :coach_id GROUP BY a.currency"
+)
+
+
 async def coach_balances(db: AsyncSession, coach_id: int) -> dict[str, dict[str, int]]:
     """``{currency: {kind: amount owed to the coach}}`` (sign flipped: positive = owed)."""
     out: dict[str, dict[str, int]] = {}

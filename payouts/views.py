@@ -1,7 +1,8 @@
 """What a coach sees of their money: balances, earnings, payouts (read models).
 
 Balances come from the ledger (O(1) per account); "paid out" and "lifetime
-earnings" from the payouts and earnings rows, since the ledger keeps no
+earnings" from ``coach_money_totals``, kept by database triggers on the
+payouts and earnings rows (migration 0007), since the ledger keeps no
 ``paid_out`` account (see payouts/service.py).
 """
 
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from ledger.accounts import coach_balances
+from ledger.accounts import COACH_OWED_BY_CURRENCY_SQL
 
 MAX_PAGE = 100
 
@@ -74,48 +76,49 @@ class BankPayoutView:
     failure_message: str | None
 
 
-_TOTALS = text(
-    "SELECT c.currency, "
-    "(SELECT COALESCE(sum(amount - reversed_amount), 0) FROM payouts p WHERE p.coach_id = :c "
-    "  AND p.currency = c.currency AND p.status = 'paid') AS paid_out, "
-    "(SELECT COALESCE(sum(amount - reduced_before_release), 0) FROM earnings e "
-    "  WHERE e.coach_id = :c AND e.currency = c.currency) AS lifetime, "
-    "(SELECT min(available_at) FROM earnings e WHERE e.coach_id = :c "
-    "  AND e.currency = c.currency AND e.status = 'pending') AS next_at "
-    "FROM (SELECT DISTINCT currency FROM earnings WHERE coach_id = :c "
-    "      UNION SELECT DISTINCT currency FROM payouts WHERE coach_id = :c) c"
-)
-_NEXT_AMOUNT = text(
-    "SELECT COALESCE(sum(amount - reduced_before_release), 0) FROM earnings WHERE coach_id = :c "
-    "AND currency = :cur AND status = 'pending' AND available_at = :at"
+# The whole balance in one statement (one round trip, one snapshot): the ledger
+# balances (O(1): slot rows), the lifetime totals (a few slot rows per currency
+# kept by the triggers of migration 0007), and the next release (an index lookup
+# in ix_earnings_next_release: the earliest pending available_at, then the
+# earnings due at that instant).
+_BALANCE = text(
+    f"WITH bal AS ({COACH_OWED_BY_CURRENCY_SQL}), "
+    "tot AS (SELECT currency, CAST(sum(paid_out) AS bigint) AS paid_out, "
+    "  CAST(sum(lifetime_earnings) AS bigint) AS lifetime "
+    "  FROM coach_money_totals WHERE coach_id = :coach_id GROUP BY currency) "
+    "SELECT c.currency, COALESCE(b.pending, 0) AS pending, "
+    "COALESCE(b.available, 0) AS available, COALESCE(b.in_transit, 0) AS in_transit, "
+    "COALESCE(t.paid_out, 0) AS paid_out, COALESCE(t.lifetime, 0) AS lifetime, "
+    "n.at AS next_at, COALESCE(n.amount, 0) AS next_amount "
+    "FROM (SELECT currency FROM bal UNION SELECT currency FROM tot) c "
+    "LEFT JOIN bal b ON b.currency = c.currency "
+    "LEFT JOIN tot t ON t.currency = c.currency "
+    "LEFT JOIN LATERAL (SELECT e.available_at AS at, "
+    "  CAST(sum(e.amount - e.reduced_before_release) AS bigint) AS amount FROM earnings e "
+    "  WHERE e.coach_id = :coach_id AND e.currency = c.currency AND e.status = 'pending' "
+    "  AND e.available_at = (SELECT min(m.available_at) FROM earnings m "
+    "    WHERE m.coach_id = :coach_id AND m.currency = c.currency AND m.status = 'pending') "
+    "  GROUP BY e.available_at) n ON TRUE "
+    "ORDER BY c.currency"
 )
 
 
-async def coach_balance(db: AsyncSession, coach_id: int) -> list[CurrencyBalance]:
-    ledger = await coach_balances(db, coach_id)
-    totals = {r.currency: r for r in await db.execute(_TOTALS, {"c": coach_id})}
-    out = []
-    for cur in sorted(set(ledger) | set(totals)):
-        kinds = ledger.get(cur, {})
-        row = totals.get(cur)
-        next_at = row.next_at if row is not None else None
-        next_amount = 0
-        if next_at is not None:
-            params = {"c": coach_id, "cur": cur, "at": next_at}
-            next_amount = int(await db.scalar(_NEXT_AMOUNT, params) or 0)
-        out.append(
-            CurrencyBalance(
-                currency=cur,
-                pending=kinds.get("pending", 0),
-                available=kinds.get("available", 0),
-                in_transit=kinds.get("in_transit", 0),
-                paid_out=int(row.paid_out) if row is not None else 0,
-                lifetime_earnings=int(row.lifetime) if row is not None else 0,
-                next_release_at=next_at,
-                next_release_amount=next_amount,
-            )
-        )
-    return out
+def _balance_row(r: Any) -> CurrencyBalance:
+    return CurrencyBalance(
+        currency=r.currency,
+        pending=int(r.pending),
+        available=int(r.available),
+        in_transit=int(r.in_transit),
+        paid_out=int(r.paid_out),
+        lifetime_earnings=int(r.lifetime),
+        next_release_at=r.next_at,
+        next_release_amount=int(r.next_amount),
+    )
+
+
+async def coach_balance(db: AsyncSession | AsyncConnection, coach_id: int) -> list[CurrencyBalance]:
+    """Per currency, what the coach is owed and has been paid; cost independent of history."""
+    return [_balance_row(r) for r in await db.execute(_BALANCE, {"coach_id": coach_id})]
 
 
 def _page(limit: int) -> int:
