@@ -1,20 +1,23 @@
-"""The background jobs of ``serve`` and ``worker``: the payouts scheduler plus the webhook retry."""
+"""The background jobs of ``serve`` and ``worker``: the payouts scheduler, the webhook
+retry, and settling cancelled sessions."""
 
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from core.inbox import process_due
+from payouts.scheduler import ScheduledJob, build_scheduler
+from sessions.cancellation import settle_owed
 
 if TYPE_CHECKING:
     from api.runtime import Runtime
 
 log = logging.getLogger(__name__)
 WEBHOOK_RETRY_JOB_ID = "webhooks.retry"
+CANCELLED_SESSIONS_JOB_ID = "sessions.cancelled.settle"
 
 
 async def retry_webhooks(runtime: Runtime) -> int:
@@ -36,7 +39,24 @@ async def retry_webhooks(runtime: Runtime) -> int:
     return done
 
 
-def start_scheduler(runtime: Runtime) -> Any:
+async def settle_cancelled_sessions(runtime: Runtime) -> int:
+    """Close or refund what cancelled sessions still owe (Stripe was down, a crash)."""
+    ctx = runtime.context
+    try:
+        report = await settle_owed(ctx.factory, gateway=ctx.gateway, clock=ctx.clock)
+    except Exception:  # the next run tries again; never kill the scheduler
+        log.exception("cancelled-session settle job failed")
+        return 0
+    done = len(report.refunded) + len(report.closed)
+    if done or report.refused:
+        log.info(
+            "cancelled sessions: %s refunded, %s closed, %s waiting on Stripe, %s refused",
+            len(report.refunded), len(report.closed), len(report.waiting), len(report.refused),
+        )  # fmt: skip
+    return done
+
+
+def start_scheduler(runtime: Runtime) -> AsyncIOScheduler:
     """Build and start the scheduler on the running loop; the caller shuts it down."""
     ctx = runtime.context
     seconds = ctx.settings.webhook_retry_interval_seconds
@@ -44,27 +64,18 @@ def start_scheduler(runtime: Runtime) -> Any:
     async def webhook_job() -> None:
         await retry_webhooks(runtime)
 
-    try:
-        module = importlib.import_module("payouts.scheduler")
-        build, job_type = module.build_scheduler, module.ScheduledJob
-    except (ImportError, AttributeError):
-        log.warning("payouts.scheduler is missing: running only the webhook retry job")
-        scheduler = AsyncIOScheduler(timezone="UTC")
-        scheduler.add_job(
-            webhook_job,
-            "interval",
-            seconds=seconds,
-            id=WEBHOOK_RETRY_JOB_ID,
-            max_instances=1,
-            coalesce=True,
-        )
-    else:
-        scheduler = build(
-            ctx.factory,
-            gateway=ctx.gateway,
-            clock=ctx.clock,
-            settings=ctx.settings,
-            extra_jobs=[job_type(WEBHOOK_RETRY_JOB_ID, webhook_job, seconds)],
-        )
+    async def cancelled_job() -> None:
+        await settle_cancelled_sessions(runtime)
+
+    scheduler = build_scheduler(
+        ctx.factory,
+        gateway=ctx.gateway,
+        clock=ctx.clock,
+        settings=ctx.settings,
+        extra_jobs=[
+            ScheduledJob(WEBHOOK_RETRY_JOB_ID, webhook_job, seconds),
+            ScheduledJob(CANCELLED_SESSIONS_JOB_ID, cancelled_job, seconds),
+        ],
+    )
     scheduler.start()
     return scheduler

@@ -146,7 +146,7 @@ def _owned(booking: Booking, actor: Actor) -> None:
         raise NotYourBooking("this booking belongs to someone else")
 
 
-async def _expire_checkout(gateway: StripeGateway, booking: Booking) -> str | None:
+async def expire_checkout(gateway: StripeGateway, booking: Booking) -> str | None:
     """Expire the booking's open Checkout Session; returns Stripe's status of it."""
     if booking.checkout_session_id is None:
         return None
@@ -170,7 +170,7 @@ async def cancel_booking(
     _owned(booking, actor)
     if booking.status not in (BookingStatus.PENDING, BookingStatus.FAILED):
         raise BookingStateConflict(f"a {booking.status} booking cannot be cancelled")
-    if await _expire_checkout(gateway, booking) == "paid":
+    if await expire_checkout(gateway, booking) == "paid":
         raise BookingStateConflict("this booking has just been paid; ask for a refund instead")
     await transition(
         db,
@@ -202,7 +202,7 @@ async def retry_booking(
         raise BookingStateConflict(f"only a failed booking can be retried (it is {booking.status})")
     _check_bookable(session, now)
     await _check_seat(db, session, now, exclude=booking.id)
-    if await _expire_checkout(gateway, booking) == "paid":
+    if await expire_checkout(gateway, booking) == "paid":
         raise BookingStateConflict("the previous attempt has just been paid")
     booking.attempt += 1
     await start_checkout(booking, session, gateway=gateway, settings=settings, now=now)

@@ -212,16 +212,3 @@ async def list_sessions(
         ).all()
     )
     return [SessionView(r, int(counts.get(r.id, 0))) for r in rows]
-
-
-async def cancel_session(
-    db: AsyncSession, *, session_id: int, coach_id: int, clock: Clock
-) -> CoachingSession:
-    """Cancel a session: no new bookings; a payment arriving later is refunded automatically."""
-    row = await lock_session(db, session_id)
-    if row.coach_id != coach_id:
-        raise SessionNotFound(f"coaching session {session_id} does not exist")
-    row.status = SessionStatus.CANCELLED.value
-    row.updated_at = clock.now()
-    await db.flush()
-    return row

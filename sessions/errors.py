@@ -47,3 +47,7 @@ class NotYourBooking(Forbidden):
 
 class InvalidSessionInput(InvalidInput):
     pass
+
+
+class SessionNotCancellable(Conflict):
+    """Started already (its coach can no longer cancel it; an admin can)."""

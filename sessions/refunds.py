@@ -195,30 +195,58 @@ async def refund_booking(
     assert isinstance(want, int)
     if want > remaining:
         raise RefundTooLarge(f"at most {remaining} can still be refunded")
+    return await refund_at_stripe(
+        db,
+        booking,
+        amount=want,
+        actor=actor,
+        source="api",
+        reason=reason if isinstance(reason, str) else None,
+        metadata={
+            "booking_id": str(booking.id),
+            "source": "api",
+            "requested_by": str(actor.user_id),
+        },
+        # Same request after an unknown outcome -> same key -> one refund. A
+        # refund that failed since brings amount_refunded back: the failure
+        # count keeps the next attempt from replaying the failed one.
+        key=(
+            idempotency_key("refund", booking.id, "client", client_key)
+            if client_key is not None
+            else idempotency_key(
+                "refund", booking.id, booking.amount_refunded, want, await _failed(db, booking.id)
+            )
+        ),
+        gateway=gateway,
+        now=now,
+    )
+
+
+async def refund_at_stripe(
+    db: AsyncSession,
+    booking: Booking,
+    *,
+    amount: int,
+    actor: Actor,
+    source: Source,
+    reason: str | None,
+    metadata: dict[str, str],
+    key: str,
+    gateway: StripeGateway,
+    now: datetime,
+) -> Refund:
+    """Refund ``amount`` of the booking's payment at Stripe and book it.
+
+    The caller holds the booking's row lock and has checked the amount.
+    """
+    assert booking.payment_intent_id is not None
     try:
         refund = await gateway.create_refund(
             payment_intent=booking.payment_intent_id,
-            amount=want,
-            metadata={
-                "booking_id": str(booking.id),
-                "source": "api",
-                "requested_by": str(actor.user_id),
-            },
+            amount=amount,
+            metadata=metadata,
             reason="requested_by_customer",
-            # Same request after an unknown outcome -> same key -> one refund. A
-            # refund that failed since brings amount_refunded back: the failure
-            # count keeps the next attempt from replaying the failed one.
-            idempotency_key=(
-                idempotency_key("refund", booking.id, "client", client_key)
-                if client_key is not None
-                else idempotency_key(
-                    "refund",
-                    booking.id,
-                    booking.amount_refunded,
-                    want,
-                    await _failed(db, booking.id),
-                )
-            ),
+            idempotency_key=key,
         )
     except StripeRefused as exc:
         raise Conflict(f"Stripe refused the refund: {exc.message}") from exc
@@ -226,13 +254,7 @@ async def refund_booking(
         # Nothing left the platform: nothing to book (a retry gets the same answer).
         raise Conflict(f"Stripe could not make the refund ({refund.failure_reason or 'failed'})")
     row = await apply_refund(
-        db,
-        booking,
-        refund,
-        source="api",
-        actor=actor,
-        now=now,
-        reason=reason if isinstance(reason, str) else None,
+        db, booking, refund, source=source, actor=actor, now=now, reason=reason
     )
     if row is None:  # a webhook booked it between Stripe's answer and here
         found = (

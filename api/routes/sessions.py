@@ -14,7 +14,8 @@ from api.deps import AppCtx, AuthUser, DbSession, require_role
 from core.errors import InvalidInput
 from core.users import Role
 from sessions import booking as booking_svc
-from sessions import catalog
+from sessions import cancellation, catalog
+from sessions.audit import Actor
 from sessions.models import Booking
 
 T = TypeVar("T")
@@ -87,6 +88,16 @@ class BookingCreated(msgspec.Struct):
     checkout_session_id: str | None
     checkout_url: str | None
     hold_expires_at: datetime | None
+
+
+class SessionCancelled(msgspec.Struct):
+    session: SessionOut
+    refunded: list[int]  # paid bookings refunded in full now
+    closed: list[int]  # unpaid bookings cancelled (open checkouts closed)
+    # Stripe did not answer: a job retries them with the same idempotency keys.
+    refunds_waiting: list[int]
+    # Stripe refused (e.g. a disputed charge): finance settles these by hand.
+    refunds_refused: list[int]
 
 
 def session_out(view: catalog.SessionView) -> SessionOut:
@@ -204,6 +215,41 @@ async def create_booking(
     return booking_created(b)
 
 
+@post(
+    "/sessions/{session_id:int}/cancel",
+    status_code=200,
+    guards=[require_role(Role.COACH, Role.ADMIN)],
+    request_max_body_size=1024,
+)
+async def cancel_session(
+    session_id: Id,
+    request: Request[Any, Any, Any],
+    db: DbSession,
+    current_user: AuthUser,
+    ctx: AppCtx,
+) -> SessionCancelled:
+    """Cancel a session (its coach before it starts, an admin any time) and refund its
+    paid bookings in full; repeating it settles whatever is still owed (no body, or ``{}``)."""
+    await decode_strict(request, BookingRequest)
+    actor = Actor.user(current_user.id, current_user.role)
+    await cancellation.cancel_session(db, session_id=session_id, actor=actor, clock=ctx.clock)
+    # Committed before any refund: each booking is then settled in a
+    # transaction of its own, so a failure half-way loses no refund already made.
+    await db.commit()
+    report = await cancellation.settle_owed(
+        ctx.factory, gateway=ctx.gateway, clock=ctx.clock, session_id=session_id
+    )
+    view = await catalog.get_session(db, session_id, clock=ctx.clock)
+    return SessionCancelled(
+        session=session_out(view),
+        refunded=report.refunded,
+        closed=report.closed,
+        refunds_waiting=report.waiting,
+        refunds_refused=report.refused,
+    )
+
+
 router = Router(
-    path="/v1", route_handlers=[create_session, list_sessions, get_session, create_booking]
+    path="/v1",
+    route_handlers=[create_session, list_sessions, get_session, create_booking, cancel_session],
 )

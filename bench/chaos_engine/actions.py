@@ -23,7 +23,7 @@ from payouts.errors import SimulatedCrash
 from payouts.jobs import run_cycle
 from sessions.audit import Actor
 from sessions.booking import book, cancel_booking, retry_booking
-from sessions.catalog import cancel_session
+from sessions.cancellation import cancel_session, settle_owed
 from sessions.refunds import refund_booking
 
 from .faults import ChaosGateway, FaultPlan
@@ -234,7 +234,16 @@ async def a_cancel_session(run: Run) -> str | None:
                 text("SELECT coach_id FROM coaching_sessions WHERE id = :s"), {"s": session_id}
             )
         ).scalar_one()
-        await cancel_session(db, session_id=session_id, coach_id=coach, clock=w.clock)
+        await cancel_session(
+            db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=w.clock
+        )
+    report = await settle_owed(
+        w.factory,
+        gateway=run.gateway,  # type: ignore[arg-type]
+        clock=w.clock,
+        session_id=session_id,
+    )
+    return "waiting" if report.waiting else None
 
 
 async def a_reverse(run: Run) -> str | None:

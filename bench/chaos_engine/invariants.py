@@ -17,6 +17,7 @@ from core.money import refund_split
 from core.stripe_types import BalanceTransaction
 from ledger.reconciliation import reconcile_period
 from payouts.schedule import is_due
+from sessions.cancellation import bookings_owed
 
 from .world import World
 
@@ -244,6 +245,13 @@ async def inbox_settled(world: World) -> list[str]:
     ]
 
 
+async def cancelled_settled(world: World) -> list[str]:
+    """Every booking of a cancelled session closed or refunded, unless Stripe refused it."""
+    async with world.factory() as db:
+        owed = await bookings_owed(db, limit=100)
+    return [f"booking {b} of a cancelled session still owed after the drain" for b in owed]
+
+
 async def check_all(world: World) -> list[tuple[str, str]]:
     stripe = _stripe(world)
     found: list[tuple[str, str]] = []
@@ -254,6 +262,7 @@ async def check_all(world: World) -> list[tuple[str, str]]:
         ("coach_balance", await coach_balances(world, stripe)),
         ("ledger_vs_stripe", await ledger_matches_stripe(world, stripe)),
         ("inbox_settled", await inbox_settled(world)),
+        ("cancelled_settled", await cancelled_settled(world)),
     ):
         found += [(name, v) for v in violations]
     return found

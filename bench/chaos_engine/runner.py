@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from core.inbox import HandlerContext, reschedule
 from payouts.jobs import run_cycle
+from sessions.cancellation import settle_owed
 
 from .actions import ACTIONS, CONCURRENT_ACTIONS, Run, a_cycle, a_webhooks
 from .faults import ChaosGateway, FaultPlan
@@ -105,6 +106,8 @@ async def drain(run: Run) -> None:
         outcomes = result.payouts.outcomes
         moved += result.payouts.created + sum(outcomes.values()) - outcomes["waiting_funds"]
         moved += result.release.released
+        settled = await settle_owed(world.factory, gateway=world.gateway, clock=world.clock)
+        moved += len(settled.refunded) + len(settled.closed)
         moved += await pump.deliver(everything=True)
         moved += await pump.process_due(far=True)
         last = f"{result}, {moved} moved"

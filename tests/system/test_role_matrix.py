@@ -95,6 +95,9 @@ TABLE: dict[str, Rule] = {
     "GET /v1/sessions": rule(M, C, F, A),
     "GET /v1/sessions/{session_id}": rule(M, C, F, A, obj="session:paid"),
     "POST /v1/sessions/{session_id}/bookings": rule(M, obj="session:spare"),
+    "POST /v1/sessions/{session_id}/cancel": rule(
+        C, A, obj="session:spare", owner_only=frozenset({C}), body="empty"
+    ),
     "GET /v1/bookings": rule(M, me=True),
     "POST /v1/bookings/{booking_id}/cancel": rule(
         M, A, obj="booking:pending", owner_only=frozenset({M})

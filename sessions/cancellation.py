@@ -1,0 +1,181 @@
+"""Cancelling a coaching session: no new bookings, unpaid ones closed, paid ones refunded.
+
+The cancellation commits on its own first; then each booking is settled in a
+transaction of its own (at most one Stripe call each), so a crash or a Stripe
+outage half-way leaves the rest owed, and ``settle_owed`` (called right after
+the cancellation, and by a job) finds them again. Each refund's idempotency key
+is fixed by what the booking had refunded before, so a settle run twice, or two
+processes settling at once (serialised on the booking's row lock), refund once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.clock import Clock
+from core.errors import Conflict
+from core.stripe_errors import StripeOutcomeUnknown
+from core.stripe_gateway import StripeGateway, idempotency_key
+from sessions.audit import Actor, transition
+from sessions.booking import expire_checkout, get_booking
+from sessions.catalog import lock_session
+from sessions.errors import SessionNotCancellable, SessionNotFound
+from sessions.models import BookingStatus, CoachingSession, SessionStatus
+from sessions.refund_failures import FAILED_STATUSES
+from sessions.refunds import REFUNDABLE, refund_at_stripe
+
+log = logging.getLogger(__name__)
+
+# A refund Stripe refused, or one that failed this many times, waits for a person:
+# retrying it every few minutes would not change Stripe's mind.
+MAX_FAILED_REFUNDS = 3
+REFUSED_CAUSE = "session_cancelled:refund_refused"
+UNPAID = (BookingStatus.PENDING, BookingStatus.FAILED)
+
+Outcome = Literal["refunded", "closed", "nothing", "refused", "unavailable"]
+
+
+@dataclass(slots=True)
+class SettleReport:
+    refunded: list[int] = field(default_factory=list)  # paid bookings refunded in full
+    closed: list[int] = field(default_factory=list)  # unpaid bookings cancelled
+    waiting: list[int] = field(default_factory=list)  # Stripe unavailable: the job retries
+    refused: list[int] = field(default_factory=list)  # Stripe said no: for a person
+
+
+async def cancel_session(
+    db: AsyncSession, *, session_id: int, actor: Actor, clock: Clock
+) -> CoachingSession:
+    """Mark the session cancelled (idempotent); the caller commits, then settles.
+
+    Its coach may cancel until it starts, an admin at any time. From here on a
+    payment that still arrives is refunded automatically (sessions/payments.py).
+    """
+    row = await lock_session(db, session_id)
+    is_admin = actor.role == "admin"
+    if not is_admin and row.coach_id != actor.user_id:
+        raise SessionNotFound(f"coaching session {session_id} does not exist")
+    if row.status == SessionStatus.CANCELLED.value:
+        return row
+    now = clock.now()
+    if not is_admin and row.starts_at <= now:
+        raise SessionNotCancellable("a session that has started can only be cancelled by an admin")
+    row.status = SessionStatus.CANCELLED.value
+    row.updated_at = now
+    await db.flush()
+    return row
+
+
+def _owed_filter() -> str:
+    failed = ", ".join(f"'{s}'" for s in FAILED_STATUSES)
+    unpaid = ", ".join(f"'{s.value}'" for s in UNPAID)
+    paid = ", ".join(f"'{s.value}'" for s in REFUNDABLE)
+    return (
+        f"s.status = '{SessionStatus.CANCELLED.value}' AND (b.status IN ({unpaid}) OR ("
+        f" b.status IN ({paid}) AND b.amount_refunded < b.amount"
+        f" AND NOT EXISTS (SELECT 1 FROM booking_events e WHERE e.booking_id = b.id"
+        f"   AND e.cause = '{REFUSED_CAUSE}')"
+        f" AND (SELECT count(*) FROM refunds r WHERE r.booking_id = b.id"
+        f"   AND r.status IN ({failed})) < {MAX_FAILED_REFUNDS}))"
+    )
+
+
+_OWED = text(
+    "SELECT b.id FROM bookings b JOIN coaching_sessions s ON s.id = b.coaching_session_id"
+    f" WHERE {_owed_filter()} AND (CAST(:sid AS bigint) IS NULL OR s.id = :sid)"
+    " ORDER BY b.id LIMIT :n"
+)
+
+
+async def bookings_owed(
+    db: AsyncSession, *, session_id: int | None = None, limit: int
+) -> list[int]:
+    """Bookings of cancelled sessions still to close or refund (oldest first)."""
+    rows = await db.execute(_OWED, {"sid": session_id, "n": limit})
+    return [r[0] for r in rows]
+
+
+async def settle_booking(
+    db: AsyncSession, *, booking_id: int, gateway: StripeGateway, clock: Clock
+) -> Outcome:
+    """Close an unpaid booking of a cancelled session, or refund what remains of a paid one."""
+    booking = await get_booking(db, booking_id, lock=True)
+    session = await db.get(CoachingSession, booking.coaching_session_id)
+    if session is None or session.status != SessionStatus.CANCELLED.value:
+        return "nothing"
+    now = clock.now()
+    if booking.status in UNPAID:
+        # An open Checkout closed now cannot be paid; one paid meanwhile is
+        # refunded by the payment's own webhook (the session is cancelled).
+        if await expire_checkout(gateway, booking) == "paid":
+            return "nothing"
+        await transition(
+            db, booking, BookingStatus.CANCELLED.value, actor=Actor.system(),
+            cause="session_cancelled", at=now,
+        )  # fmt: skip
+        return "closed"
+    remaining = booking.amount - booking.amount_refunded
+    if booking.status not in REFUNDABLE or remaining <= 0 or booking.payment_intent_id is None:
+        return "nothing"
+    failed = await db.scalar(
+        text("SELECT count(*) FROM refunds WHERE booking_id = :b AND status = ANY(:s)"),
+        {"b": booking.id, "s": list(FAILED_STATUSES)},
+    )
+    try:
+        await refund_at_stripe(
+            db,
+            booking,
+            amount=remaining,
+            actor=Actor.system(),
+            source="auto",
+            reason="session_cancelled",
+            metadata={"booking_id": str(booking.id), "source": "session_cancelled"},
+            key=idempotency_key(
+                "refund", booking.id, "session-cancelled", booking.amount_refunded, failed or 0
+            ),
+            gateway=gateway,
+            now=now,
+        )
+    except Conflict as exc:
+        log.warning("refund of booking %s (session cancelled) refused: %s", booking.id, exc)
+        await transition(
+            db, booking, booking.status, actor=Actor.system(), cause=REFUSED_CAUSE, at=now,
+            detail={"error": str(exc)[:500]},
+        )  # fmt: skip
+        return "refused"
+    return "refunded"
+
+
+async def settle_owed(
+    factory: async_sessionmaker[AsyncSession],
+    *,
+    gateway: StripeGateway,
+    clock: Clock,
+    session_id: int | None = None,
+    limit: int = 200,
+) -> SettleReport:
+    """Settle owed bookings, one transaction each; Stripe outages are left for the next run."""
+    report = SettleReport()
+    async with factory() as db:
+        owed = await bookings_owed(db, session_id=session_id, limit=limit)
+    for booking_id in owed:
+        try:
+            async with factory() as db, db.begin():
+                outcome = await settle_booking(
+                    db, booking_id=booking_id, gateway=gateway, clock=clock
+                )
+        except StripeOutcomeUnknown:
+            report.waiting.append(booking_id)
+            continue
+        if outcome == "refunded":
+            report.refunded.append(booking_id)
+        elif outcome == "closed":
+            report.closed.append(booking_id)
+        elif outcome == "refused":
+            report.refused.append(booking_id)
+    return report

@@ -1,0 +1,195 @@
+"""Cancelling a session, at the service level: who may, races, refusals, money.
+
+Real commits (``clean_engine``): ``settle_owed`` runs each booking in a
+transaction of its own, as the route and the job do. A private emulator, as in
+test_concurrency.py (the truncated database restarts ids at 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from core.clock import FrozenClock
+from core.db import session_factory
+from core.inbox import HandlerContext
+from core.settings import Settings
+from core.stripe_errors import StripeRefused
+from core.stripe_gateway import StripeGateway
+from emulator.server import EmulatorServer
+from ledger.models import Earning
+from sessions.audit import Actor
+from sessions.cancellation import REFUSED_CAUSE, bookings_owed, cancel_session, settle_owed
+from sessions.errors import SessionNotCancellable, SessionNotFound
+from sessions.models import Booking, Refund
+from sessions.webhooks import on_checkout_paid
+from tests.sessions.helpers import (
+    book_for,
+    event_mark,
+    events_since,
+    make_coach,
+    make_session,
+    make_user,
+    pay,
+    trial_balance,
+)
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def own_emulator() -> Iterator[EmulatorServer]:
+    server = EmulatorServer(seed=29).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def cctx(
+    own_emulator: EmulatorServer, clock: FrozenClock, settings: Settings
+) -> AsyncIterator[HandlerContext]:
+    own_emulator.control("POST", "reset")
+    gw = StripeGateway("sk_test_cancel", api_base=own_emulator.base_url, max_retries=0, timeout=10)
+    yield HandlerContext(gateway=gw, clock=clock, settings=settings)
+    await gw.aclose()
+
+
+async def _in_tx(
+    factory: async_sessionmaker[AsyncSession], fn: Callable[[AsyncSession], Awaitable[T]]
+) -> T:
+    async with factory() as db, db.begin():
+        return await fn(db)
+
+
+async def _paid_session(
+    factory: async_sessionmaker[AsyncSession],
+    ctx: HandlerContext,
+    emulator: EmulatorServer,
+    n: int,
+) -> tuple[int, int, list[int]]:
+    clock = ctx.clock
+    assert isinstance(clock, FrozenClock)
+    """(coach id, session id, ids of n paid bookings), committed."""
+
+    async def setup(db: AsyncSession) -> tuple[int, int, list[Booking]]:
+        now = ctx.clock.now()
+        coach = await make_coach(db, ctx.settings, now)
+        session = await make_session(db, coach, clock, capacity=n + 1)
+        bookings = [
+            await book_for(db, ctx, session.id, await make_user(db, "mentee", now))
+            for _ in range(n)
+        ]
+        return coach, session.id, bookings
+
+    coach, session_id, bookings = await _in_tx(factory, setup)
+    for booking in bookings:
+        mark = event_mark(emulator)
+        pay(emulator, booking)
+        (done,) = [
+            e for e in events_since(emulator, mark) if e.type == "checkout.session.completed"
+        ]
+        await _in_tx(factory, lambda db, e=done: on_checkout_paid(db, e, ctx))  # type: ignore[misc]
+    return coach, session_id, [b.id for b in bookings]
+
+
+async def test_two_settle_runs_at_once_refund_each_booking_once(
+    clean_engine: AsyncEngine, cctx: HandlerContext, own_emulator: EmulatorServer
+) -> None:
+    factory = session_factory(clean_engine)
+    coach, session_id, ids = await _paid_session(factory, cctx, own_emulator, 3)
+    await _in_tx(
+        factory,
+        lambda db: cancel_session(
+            db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=cctx.clock
+        ),
+    )
+    runs = await asyncio.gather(
+        *(settle_owed(factory, gateway=cctx.gateway, clock=cctx.clock) for _ in range(2))
+    )
+    assert sorted(runs[0].refunded + runs[1].refunded) == ids
+    assert len(own_emulator.state.refunds) == 3
+    async with factory() as db:
+        statuses = (await db.execute(select(Booking.status).order_by(Booking.id))).scalars().all()
+        assert statuses == ["refunded"] * 3
+        assert await db.scalar(select(func.count()).select_from(Refund)) == 3
+        earnings = (await db.execute(select(Earning))).scalars().all()
+        assert {(e.status, e.reduced_before_release) for e in earnings} == {("cancelled", 8000)}
+        assert await trial_balance(db) == 0
+        assert await bookings_owed(db, limit=10) == []
+
+
+async def test_only_its_coach_before_the_start_or_an_admin_may_cancel(
+    clean_engine: AsyncEngine, cctx: HandlerContext, own_emulator: EmulatorServer
+) -> None:
+    factory = session_factory(clean_engine)
+    coach, session_id, _ = await _paid_session(factory, cctx, own_emulator, 1)
+    stranger = await _in_tx(factory, lambda db: make_user(db, "coach", cctx.clock.now()))
+
+    def cancel(actor: Actor, clock: Any) -> Callable[[AsyncSession], Awaitable[Any]]:
+        return lambda db: cancel_session(db, session_id=session_id, actor=actor, clock=clock)
+
+    with pytest.raises(SessionNotFound):
+        await _in_tx(factory, cancel(Actor.user(stranger, "coach"), cctx.clock))
+    late = FrozenClock(cctx.clock.now())
+    async with factory() as db:
+        starts = await db.scalar(
+            text("SELECT starts_at FROM coaching_sessions WHERE id = :s"), {"s": session_id}
+        )
+    late.set(starts)
+    with pytest.raises(SessionNotCancellable):
+        await _in_tx(factory, cancel(Actor.user(coach, "coach"), late))
+    async with factory() as db:
+        assert await bookings_owed(db, limit=10) == []
+    admin = await _in_tx(factory, lambda db: make_user(db, "admin", cctx.clock.now()))
+    row = await _in_tx(factory, cancel(Actor.user(admin, "admin"), late))
+    assert row.status == "cancelled"
+
+
+class _Refusing:
+    """A gateway whose refunds Stripe refuses (a disputed charge, say)."""
+
+    def __init__(self, inner: StripeGateway) -> None:
+        self.inner, self.calls = inner, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def create_refund(self, **kw: Any) -> Any:
+        self.calls += 1
+        raise StripeRefused("charge_disputed", "the charge is disputed", 400)
+
+
+async def test_a_refused_refund_waits_for_a_person_and_is_not_retried(
+    clean_engine: AsyncEngine, cctx: HandlerContext, own_emulator: EmulatorServer
+) -> None:
+    factory = session_factory(clean_engine)
+    coach, session_id, (booking_id,) = await _paid_session(factory, cctx, own_emulator, 1)
+    await _in_tx(
+        factory,
+        lambda db: cancel_session(
+            db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=cctx.clock
+        ),
+    )
+    refusing = _Refusing(cctx.gateway)
+    report = await settle_owed(factory, gateway=refusing, clock=cctx.clock)  # type: ignore[arg-type]
+    assert report.refused == [booking_id] and report.refunded == []
+    again = await settle_owed(factory, gateway=refusing, clock=cctx.clock)  # type: ignore[arg-type]
+    assert again.refused == [] and refusing.calls == 1
+    async with factory() as db:
+        booking = await db.get(Booking, booking_id)
+        assert booking is not None and booking.status == "paid"
+        causes = (
+            await db.execute(
+                text("SELECT cause FROM booking_events WHERE booking_id = :b ORDER BY id"),
+                {"b": booking_id},
+            )
+        ).scalars()
+        assert list(causes)[-1] == REFUSED_CAUSE
+        assert await db.scalar(select(func.count()).select_from(Refund)) == 0
+        assert await trial_balance(db) == 0
+    assert own_emulator.state.refunds == {}
