@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import MediaType, Request, Response, Router, get, post
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.response import Redirect
 
 from api.deps import AppCtx, AuthUser, DbSession, require_role
@@ -23,7 +23,7 @@ from core.users import Role
 
 MAX_BODY_BYTES = 4 * 1024
 MAX_TOKEN_LENGTH = 200
-LinkToken = Annotated[str | None, Parameter(query="token", max_length=MAX_TOKEN_LENGTH)]
+LinkToken = Annotated[str | None, QueryParameter(name="token", max_length=MAX_TOKEN_LENGTH)]
 
 
 class OnboardingRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -48,9 +48,9 @@ CSV = "text/csv"
 # Query strings are parsed here, not by Litestar, so that every bad value is a
 # 422 naming its parameter with one message style.
 Q = Annotated[str | None, QueryParameter(max_length=fv.MAX_PARAM)]
-From = Annotated[str | None, QueryParameter(query="from")]  # length checked in parse_time
-To = Annotated[str | None, QueryParameter(query="to")]
-Accept = Annotated[str | None, HeaderParameter(header="accept")]
+From = Annotated[str | None, QueryParameter(name="from")]  # length checked in parse_time
+To = Annotated[str | None, QueryParameter(name="to")]
+Accept = Annotated[str | None, HeaderParameter(name="accept")]
 Fmt = Annotated[str | None, QueryParameter(max_length=8)]
 
 
@@ -166,7 +166,7 @@ async def get_transactions(
 @get("/payouts")
 async def get_payouts(
     db: DbSession,
-    state_: Annotated[str | None, QueryParameter(query="state")] = None,
+    state_: Annotated[str | None, QueryParameter(name="state")] = None,
     coach_id: Q = None,
     limit: Q = None,
     cursor: Q = None,

@@ -33,8 +33,8 @@ from ledger.reports import TransactionFilter, list_transactions, trial_balance
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 _engine = JinjaTemplateEngine(directory=TEMPLATES)
 Q = Annotated[str | None, QueryParameter()]
-From = Annotated[str | None, QueryParameter(query="from")]
-To = Annotated[str | None, QueryParameter(query="to")]
+From = Annotated[str | None, QueryParameter(name="from")]
+To = Annotated[str | None, QueryParameter(name="to")]
 RECONCILE_DEFAULT = timedelta(days=30)
 TOTAL_COLUMNS = (
     ("gross_volume", "Gross volume"), ("platform_fees", "Platform fees"),

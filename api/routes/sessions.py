@@ -8,7 +8,7 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Request, Router, get, post
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 
 from api.deps import AppCtx, AuthUser, DbSession, require_role
 from core.errors import InvalidInput
@@ -165,7 +165,7 @@ async def list_sessions(
     current_user: AuthUser,
     ctx: AppCtx,
     coach_id: Annotated[int | None, Parameter(gt=0, le=MAX_ID)] = None,
-    include_past: bool = False,
+    include_past: Annotated[bool, QueryParameter()] = False,
     limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     offset: Annotated[int, Parameter(ge=0, le=1_000_000)] = 0,
 ) -> SessionList:
