@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import exists, func, or_, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from connect.models import CoachProfile
@@ -260,7 +261,7 @@ async def _next_sessions(
             ~held,
         )
         .order_by(CoachingSession.coach_id, CoachingSession.starts_at, CoachingSession.id)
-        .distinct(CoachingSession.coach_id)
+        .ext(distinct_on(CoachingSession.coach_id))
     )
     return {coach: sid for coach, sid in found.all()}
 
