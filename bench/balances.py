@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import random
 import sys
@@ -146,6 +147,20 @@ SELECT 1 + g %% %(coaches)s, 'usd', x.gross, x.gross / 5, x.gross - x.gross / 5,
        LATERAL (SELECT 100 * (50 + g %% 200) AS gross,
                        %(t0)s::timestamptz + g * interval '10 ms' AS t) x
 """,
+    # One paid payout per coach per chunk for that chunk's paid earnings (every tenth
+    # coach with 1.00 reversed), so that "paid out" is not 0.
+    """
+INSERT INTO payouts (coach_id, currency, amount, status, destination, stripe_transfer_id,
+    reversed_amount, created_at, updated_at, settled_at)
+SELECT 1 + g %% %(coaches)s, 'usd', sum(x.gross - x.gross / 5), 'paid', 'acct_bench',
+       'tr_bench_' || %(lo)s || '_' || (1 + g %% %(coaches)s),
+       CASE WHEN g %% %(coaches)s %% 10 = 9 THEN 100 ELSE 0 END, max(x.t), max(x.t), max(x.t)
+  FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) g,
+       LATERAL (SELECT 100 * (50 + g %% 200) AS gross,
+                       %(t0)s::timestamptz + g * interval '10 ms' + interval '72 hours' AS t) x
+ WHERE g <= %(last)s - 2 * %(coaches)s
+ GROUP BY 1 + g %% %(coaches)s, g %% %(coaches)s %% 10 = 9
+""",
 )
 
 
@@ -183,9 +198,22 @@ def fill(url: str, coaches: int, start_tx: int, end_tx: int, last_tx: int) -> fl
         for definition in indexes:
             conn.execute(definition)
         conn.execute("RESET session_replication_role")
-        for table in BIG_TABLES:
+        # The triggers were off: the totals come from every row, set-based, by the
+        # migration's own backfill statement (what an upgrade of this data would do).
+        tt = time.monotonic()
+        with conn.transaction():
+            conn.execute("DELETE FROM coach_money_totals")
+            conn.execute(totals_backfill())
+        print(f"  totals backfilled in {time.monotonic() - tt:.1f} s", flush=True)
+        for table in (*BIG_TABLES, "payouts", "coach_money_totals"):
             conn.execute(f"VACUUM (ANALYZE) {table}")
     return time.monotonic() - t
+
+
+def totals_backfill() -> str:
+    """Migration 0007's backfill SQL (the module name starts with a digit: importlib)."""
+    module = importlib.import_module("migrations.versions.0007_coach_money_totals")
+    return str(module.BACKFILL)
 
 
 def verify(url: str, coaches: int, sample: int = 50) -> list[str]:
@@ -213,6 +241,20 @@ def verify(url: str, coaches: int, sample: int = 50) -> list[str]:
             ).fetchone()
             if row is None or not row[0] == row[1] == row[2]:
                 problems.append(f"account {a}: slots, entries, latest balance_after = {row}")
+        for c in picked:
+            row = conn.execute(
+                "SELECT (SELECT COALESCE(sum(paid_out), 0) FROM coach_money_totals"
+                "  WHERE coach_id = %(c)s),"
+                " (SELECT COALESCE(sum(amount - reversed_amount), 0) FROM payouts"
+                "  WHERE coach_id = %(c)s AND status = 'paid'),"
+                " (SELECT COALESCE(sum(lifetime_earnings), 0) FROM coach_money_totals"
+                "  WHERE coach_id = %(c)s),"
+                " (SELECT COALESCE(sum(amount - reduced_before_release), 0) FROM earnings"
+                "  WHERE coach_id = %(c)s)",
+                {"c": c},
+            ).fetchone()
+            if row is None or row[0] != row[1] or row[2] != row[3]:
+                problems.append(f"coach {c}: totals paid/sum, lifetime/sum = {row}")
         trial = conn.execute("SELECT sum(balance) FROM ledger_balance_slots").fetchone()
         if trial is None or trial[0] != 0:
             problems.append(f"trial balance {trial}")
@@ -234,19 +276,33 @@ def counts(url: str) -> tuple[int, int]:
 
 
 async def time_functions(url: str, coaches: int, n: int) -> dict[str, list[float]]:
-    """In-process: the ledger read and the endpoint's read model, one coach at a time."""
+    """In-process: the ledger read, the endpoint's read model, and the endpoint's
+    statement (user row + balance, on an autocommit connection), one coach at a time."""
+    from datetime import UTC, datetime
+
     from core.db import create_engine, session_factory
     from ledger.accounts import coach_balances
-    from payouts.views import coach_balance
+    from payouts.views import coach_balance, coach_balance_of_sub
 
     engine = create_engine(url, pool_size=1)
     factory = session_factory(engine)
     rng = random.Random(11)
-    out: dict[str, list[float]] = {"ledger": [], "view": []}
-    async with factory() as db:
+    out: dict[str, list[float]] = {"ledger": [], "view": [], "request": []}
+    seen = datetime(2000, 1, 1, tzinfo=UTC)  # every bench user counts as seen lately
+
+    async def by_sub(conn: Any, c: int) -> None:
+        found = await coach_balance_of_sub(
+            conn, sub=f"bench-coach-{c}", role="coach", email=None, seen_after=seen
+        )
+        if found is None or found[0] != c or not found[1]:
+            raise RuntimeError(f"coach {c}: {found}")
+
+    async with factory() as db, engine.connect() as auto:
+        await auto.execution_options(isolation_level="AUTOCOMMIT")
         for _ in range(50):  # warm: connection, prepared statements, caches
             await coach_balances(db, rng.randint(1, coaches))
             await coach_balance(db, rng.randint(1, coaches))
+            await by_sub(auto, rng.randint(1, coaches))
         for _ in range(n):
             c = rng.randint(1, coaches)
             t = time.perf_counter()
@@ -257,6 +313,9 @@ async def time_functions(url: str, coaches: int, n: int) -> dict[str, list[float
             t = time.perf_counter()
             await coach_balance(db, c)
             out["view"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            await by_sub(auto, c)
+            out["request"].append(time.perf_counter() - t)
         await db.rollback()
     await engine.dispose()
     return out
@@ -347,10 +406,12 @@ def main(argv: list[str] | None = None) -> int:
             problems += verify(url, args.coaches)
             entries, earnings = counts(url)
             f = asyncio.run(time_functions(url, args.coaches, args.calls))
-            led, view = _ms(f["ledger"]), _ms(f["view"])
-            rows.append([f"{entries:,}", f"{earnings:,}", *led[:2], *view[:2]])
+            led, view, req = _ms(f["ledger"]), _ms(f["view"]), _ms(f["request"])
+            rows.append([f"{entries:,}", f"{earnings:,}", *led[:2], *view[:2], *req[:2]])
             print(f"  at {entries:,} entries: ledger read p50/p99 {led[0]:.2f}/{led[1]:.2f} ms, "
-                  f"endpoint read model {view[0]:.2f}/{view[1]:.2f} ms", flush=True)  # fmt: skip
+                  f"endpoint read model {view[0]:.2f}/{view[1]:.2f} ms, "
+                  f"user + balance statement {req[0]:.2f}/{req[1]:.2f} ms (load average "
+                  f"{common.loadavg()})", flush=True)  # fmt: skip
         print(f"filled in {fill_s:.0f} s")
         settings = Settings(database_url=url)
         rng = random.Random(5)
@@ -373,11 +434,14 @@ def main(argv: list[str] | None = None) -> int:
     print(
         common.format_table(
             ["entries", "earnings", "ledger p50", "ledger p99", "endpoint model p50",
-             "endpoint model p99"],
+             "endpoint model p99", "user+balance p50", "user+balance p99"],
             rows,
         )
     )  # fmt: skip
-    print("ledger = ledger.accounts.coach_balances; endpoint model = payouts.views.coach_balance")
+    print(
+        "ledger = ledger.accounts.coach_balances; endpoint model = payouts.views.coach_balance;"
+        " user+balance = payouts.views.coach_balance_of_sub (the endpoint's one statement)"
+    )
     print(f"\nGET /v1/coaches/me/balance at {rows[-1][0]} entries ({len(tokens)} coaches), ms")
     print(
         common.format_table(
@@ -400,7 +464,9 @@ def main(argv: list[str] | None = None) -> int:
                 "http_conc_rps": http_rows[1][3],
                 "ledger_p99_ms_small": rows[0][3],
                 "ledger_p99_ms_full": rows[-1][3],
+                "model_p50_ms_full": rows[-1][4],
                 "model_p99_ms_full": rows[-1][5],
+                "request_p99_ms_full": rows[-1][7],
                 "fill_s": fill_s,
                 "verified": not problems,
             },

@@ -80,12 +80,12 @@ class BankPayoutView:
 # balances (O(1): slot rows), the lifetime totals (a few slot rows per currency
 # kept by the triggers of migration 0007), and the next release (an index lookup
 # in ix_earnings_next_release: the earliest pending available_at, then the
-# earnings due at that instant).
-_BALANCE = text(
-    f"WITH bal AS ({COACH_OWED_BY_CURRENCY_SQL}), "
+# earnings due at that instant). ``{coach}`` is the coach's id in SQL.
+_BALANCE_SQL = (
+    f"WITH bal AS ({COACH_OWED_BY_CURRENCY_SQL.replace(':coach_id', '{coach}')}), "
     "tot AS (SELECT currency, CAST(sum(paid_out) AS bigint) AS paid_out, "
     "  CAST(sum(lifetime_earnings) AS bigint) AS lifetime "
-    "  FROM coach_money_totals WHERE coach_id = :coach_id GROUP BY currency) "
+    "  FROM coach_money_totals WHERE coach_id = {coach} GROUP BY currency) "
     "SELECT c.currency, COALESCE(b.pending, 0) AS pending, "
     "COALESCE(b.available, 0) AS available, COALESCE(b.in_transit, 0) AS in_transit, "
     "COALESCE(t.paid_out, 0) AS paid_out, COALESCE(t.lifetime, 0) AS lifetime, "
@@ -95,11 +95,22 @@ _BALANCE = text(
     "LEFT JOIN tot t ON t.currency = c.currency "
     "LEFT JOIN LATERAL (SELECT e.available_at AS at, "
     "  CAST(sum(e.amount - e.reduced_before_release) AS bigint) AS amount FROM earnings e "
-    "  WHERE e.coach_id = :coach_id AND e.currency = c.currency AND e.status = 'pending' "
+    "  WHERE e.coach_id = {coach} AND e.currency = c.currency AND e.status = 'pending' "
     "  AND e.available_at = (SELECT min(m.available_at) FROM earnings m "
-    "    WHERE m.coach_id = :coach_id AND m.currency = c.currency AND m.status = 'pending') "
-    "  GROUP BY e.available_at) n ON TRUE "
-    "ORDER BY c.currency"
+    "    WHERE m.coach_id = {coach} AND m.currency = c.currency AND m.status = 'pending') "
+    "  GROUP BY e.available_at) n ON TRUE"
+)
+_BALANCE = text(_BALANCE_SQL.format(coach=":coach_id") + " ORDER BY c.currency")
+# The same for the user behind a token's ``sub``, found only when
+# core.users.provision_user would merely read the row (known, same role and
+# email, seen recently): the request's user lookup and its balance in one
+# round trip. No row: the caller provisions the usual way.
+_BALANCE_OF_SUB = text(
+    "WITH u AS (SELECT id FROM users WHERE sub = :sub AND role = :role "
+    "  AND last_seen_at > :seen_after "
+    "  AND (CAST(:email AS text) IS NULL OR email = CAST(:email AS text))) "
+    f"SELECT u.id AS user_id, b.* FROM u LEFT JOIN LATERAL ({_BALANCE_SQL.format(coach='u.id')}) b "
+    "ON TRUE ORDER BY b.currency"
 )
 
 
@@ -119,6 +130,23 @@ def _balance_row(r: Any) -> CurrencyBalance:
 async def coach_balance(db: AsyncSession | AsyncConnection, coach_id: int) -> list[CurrencyBalance]:
     """Per currency, what the coach is owed and has been paid; cost independent of history."""
     return [_balance_row(r) for r in await db.execute(_BALANCE, {"coach_id": coach_id})]
+
+
+async def coach_balance_of_sub(
+    db: AsyncSession | AsyncConnection,
+    *,
+    sub: str,
+    role: str,
+    email: str | None,
+    seen_after: datetime,
+) -> tuple[int, list[CurrencyBalance]] | None:
+    """(user id, ``coach_balance``) of the user ``sub`` if its row has this role and
+    email and ``last_seen_at > seen_after``; None otherwise (provision, then read)."""
+    params = {"sub": sub, "role": role, "email": email, "seen_after": seen_after}
+    rows = (await db.execute(_BALANCE_OF_SUB, params)).all()
+    if not rows:
+        return None
+    return int(rows[0].user_id), [_balance_row(r) for r in rows if r.currency is not None]
 
 
 def _page(limit: int) -> int:
