@@ -1,4 +1,4 @@
-"""Declare our real error responses in the OpenAPI document.
+"""Declare our real error responses, and the bodies read by hand, in the OpenAPI document.
 
 Litestar declares only its own 400 (``{status_code, detail, extra}``) for
 validation errors, but every error this API answers is
@@ -6,15 +6,22 @@ validation errors, but every error this API answers is
 (api/errors.py). Litestar has no app- or router-wide ``responses``, so the
 document is amended once, after Litestar built it, for every ``/v1`` and
 ``/auth`` operation: clients and schemathesis then check the real shape.
+
+Handlers that decode their JSON body strictly from the raw request (to name
+the bad field in a 422, or to accept an empty body) give Litestar no body type
+to document; they name it in ``opt={REQUEST_BODY: <msgspec Struct>}`` and it
+is declared here, from the same type the handler decodes with.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import msgspec
 from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
-from litestar.openapi.spec import OpenAPI, OpenAPIResponse, Reference, Schema
+from litestar.openapi.spec import OpenAPI, OpenAPIResponse, Reference, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.openapi.spec.media_type import OpenAPIMediaType
 
@@ -30,6 +37,9 @@ ERRORS = {
     "503": "Stripe's answer is unknown (retry later) or the database is down",
 }
 PREFIXES = ("/v1/", "/auth/")
+REQUEST_BODY = "request_body"  # handler opt key: the msgspec Struct its body decodes to
+_PATH_PARAM = re.compile(r"\{(\w+):[^}]+\}")
+Bodies = dict[tuple[str, str], type]  # (method, OpenAPI path) -> Struct
 
 
 def _error_schema() -> Schema:
@@ -43,7 +53,39 @@ def _error_schema() -> Schema:
     )
 
 
-def amend(openapi: OpenAPI) -> OpenAPI:
+def request_bodies(app: Litestar) -> Bodies:
+    """The bodies handlers declared with ``opt={REQUEST_BODY: Struct}``."""
+    out: Bodies = {}
+    for route in app.routes:
+        path = _PATH_PARAM.sub(r"{\1}", route.path)
+        for handler in getattr(route, "route_handlers", ()):
+            body = handler.opt.get(REQUEST_BODY)
+            if body is not None:
+                out.update({(m.lower(), path): body for m in handler.http_methods})
+    return out
+
+
+def _declare_bodies(openapi: OpenAPI, bodies: Bodies) -> None:
+    types = sorted(set(bodies.values()), key=lambda t: t.__name__)
+    refs, components = msgspec.json.schema_components(
+        types, ref_template="#/components/schemas/{name}"
+    )
+    schemas: dict[str, Any] = openapi.components.schemas or {}
+    openapi.components.schemas = schemas
+    # JSON Schema as msgspec writes it: Litestar serialises plain dicts as they are.
+    schemas.update(components)
+    by_type: dict[type, Any] = dict(zip(types, refs, strict=True))
+    for (method, path), body in bodies.items():
+        operation: Any = getattr((openapi.paths or {}).get(path), method, None)
+        if operation is not None:
+            operation.request_body = RequestBody(
+                # Optional: an empty body means {} on every such route.
+                required=False,
+                content={"application/json": OpenAPIMediaType(schema=by_type[body])},
+            )
+
+
+def amend(openapi: OpenAPI, bodies: Bodies | None = None) -> OpenAPI:
     if openapi.components.schemas is None:
         openapi.components.schemas = {}
     openapi.components.schemas[ERROR_SCHEMA] = _error_schema()
@@ -62,6 +104,7 @@ def amend(openapi: OpenAPI) -> OpenAPI:
                     content={"application/json": OpenAPIMediaType(schema=ref)},
                 )
             operation.responses = responses
+    _declare_bodies(openapi, bodies or {})
     return openapi
 
 
@@ -69,7 +112,7 @@ class _AmendedOpenAPIPlugin(OpenAPIPlugin):
     __slots__ = ()
 
     def _build_openapi(self) -> OpenAPI:
-        return amend(super()._build_openapi())
+        return amend(super()._build_openapi(), request_bodies(self.app))
 
 
 def declare_error_responses(app: Litestar) -> None:

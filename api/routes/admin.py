@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Router, get, patch
@@ -20,10 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import AppCtx, AuthUser, DbSession, require_role
 from api.logs import current_request_id
+from api.openapi_errors import REQUEST_BODY
 from api.routes.coaches import AccountOut, account_out
 from connect import service
 from connect.errors import CoachNotFound, NotACoach
-from connect.profile import get_profile, validate_changes
+from connect.profile import (
+    MAX_FEE_BPS,
+    MAX_HOLD_HOURS,
+    MAX_REASON_LENGTH,
+    get_profile,
+    validate_changes,
+)
 from core.errors import InvalidInput
 from core.settings import Settings
 from core.users import Role, get_user
@@ -89,6 +96,28 @@ async def _coach_out(db: AsyncSession, coach_id: int, settings: Settings) -> Coa
     return CoachOut(profile=out, account=account_out(view))
 
 
+Schedule = Literal["instant", "daily", "weekly", "monthly"]  # connect.profile.PAYOUT_SCHEDULES
+
+
+class ProfileChanges(msgspec.Struct, forbid_unknown_fields=True):
+    """The fields a PATCH may change (documented in /schema; checked by validate_changes,
+    which also refuses an empty change)."""
+
+    fee_bps: Annotated[int, msgspec.Meta(ge=0, le=MAX_FEE_BPS)] | msgspec.UnsetType = msgspec.UNSET
+    hold_hours: Annotated[int, msgspec.Meta(ge=0, le=MAX_HOLD_HOURS)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    payout_schedule: Schedule | msgspec.UnsetType = msgspec.UNSET
+    # currency (3 lowercase letters) -> minor units
+    minimum_payout: dict[str, Annotated[int, msgspec.Meta(ge=0)]] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    payouts_paused: bool | msgspec.UnsetType = msgspec.UNSET
+    payouts_paused_reason: (
+        Annotated[str, msgspec.Meta(max_length=MAX_REASON_LENGTH)] | msgspec.UnsetType | None
+    ) = msgspec.UNSET
+
+
 async def _changes(request: Request[Any, Any, Any]) -> dict[str, Any]:
     try:
         body = json.loads(await request.body())
@@ -111,6 +140,7 @@ async def get_coach(
     "/admin/coaches/{coach_id:int}",
     guards=[require_role(Role.ADMIN)],
     request_max_body_size=MAX_BODY_BYTES,
+    opt={REQUEST_BODY: ProfileChanges},
 )
 async def patch_coach(
     request: Request[Any, Any, Any],

@@ -9,13 +9,14 @@ payout (sent by the next payout run). Each is audited with the admin's id.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Router, post
 from litestar.params import Parameter
 
 from api.deps import AppCtx, AuthUser, DbSession, require_role
+from api.openapi_errors import REQUEST_BODY
 from core.errors import InvalidInput
 from core.users import Role
 from payouts import admin
@@ -23,6 +24,13 @@ from payouts.errors import CoachNotFound, PayoutNotFound
 
 MAX_BODY_BYTES = 4 * 1024
 MAX_ID = 2**63 - 1
+
+
+class PauseRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """What ``_body`` accepts (documented in /schema; the body is optional)."""
+
+    # Pausing needs one; resuming takes one optionally. Without control characters.
+    reason: Annotated[str, msgspec.Meta(max_length=admin.MAX_REASON)] | None = None
 
 
 class PauseOut(msgspec.Struct):
@@ -80,6 +88,7 @@ async def _set(
     "/admin/coaches/{coach_id:int}/payouts/pause",
     guards=[require_role(Role.ADMIN)],
     request_max_body_size=MAX_BODY_BYTES,
+    opt={REQUEST_BODY: PauseRequest},
     status_code=200,
 )
 async def pause(
@@ -96,6 +105,7 @@ async def pause(
     "/admin/coaches/{coach_id:int}/payouts/resume",
     guards=[require_role(Role.ADMIN)],
     request_max_body_size=MAX_BODY_BYTES,
+    opt={REQUEST_BODY: PauseRequest},
     status_code=200,
 )
 async def resume(

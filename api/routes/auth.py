@@ -13,6 +13,7 @@ from litestar.response import Redirect
 from api.auth import SESSION_COOKIE, AuthenticationFailed, decode_token
 from api.context import AppContext
 from api.deps import AppCtx
+from api.openapi_errors import REQUEST_BODY
 
 MAX_TOKEN_LENGTH = 4096
 
@@ -60,7 +61,12 @@ async def _session_request(request: Request[Any, Any, Any]) -> tuple[SessionRequ
         raise AuthenticationFailed(f"token missing or invalid: {exc}") from None
 
 
-@post("/session", status_code=200, request_max_body_size=16 * 1024)
+@post(
+    "/session",
+    status_code=200,
+    request_max_body_size=16 * 1024,
+    opt={REQUEST_BODY: SessionRequest},  # or the same fields as a form
+)
 async def sign_in(request: Request[Any, Any, Any], ctx: AppCtx) -> Response[Any]:
     """Validate a token (form field or JSON ``{"token"}``) and keep it in an HttpOnly cookie."""
     data, is_form = await _session_request(request)

@@ -10,6 +10,7 @@ from litestar import Request, Router, get, post
 from litestar.params import Parameter
 
 from api.deps import AppCtx, AuthUser, DbSession, require_role
+from api.openapi_errors import REQUEST_BODY
 from api.routes.sessions import BookingCreated, booking_created, decode_strict
 from core.money import MAX_AMOUNT
 from core.users import Role
@@ -131,6 +132,7 @@ async def _refund_request(request: Request[Any, Any, Any]) -> RefundRequest:
     status_code=201,
     guards=[require_role(Role.MENTEE, Role.COACH, Role.ADMIN)],
     request_max_body_size=2048,
+    opt={REQUEST_BODY: RefundRequest},
 )
 async def refund(
     booking_id: Id,

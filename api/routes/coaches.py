@@ -17,6 +17,7 @@ from litestar.params import QueryParameter
 from litestar.response import Redirect
 
 from api.deps import AppCtx, AuthUser, DbSession, require_role
+from api.openapi_errors import REQUEST_BODY
 from connect import service
 from core.errors import InvalidInput
 from core.users import Role
@@ -103,6 +104,7 @@ async def _onboarding_request(request: Request[Any, Any, Any]) -> OnboardingRequ
     status_code=200,
     guards=[require_role(Role.COACH)],
     request_max_body_size=MAX_BODY_BYTES,
+    opt={REQUEST_BODY: OnboardingRequest},
 )
 async def start_onboarding(
     request: Request[Any, Any, Any], db: DbSession, current_user: AuthUser, ctx: AppCtx

@@ -11,6 +11,7 @@ from litestar import Request, Router, get, post
 from litestar.params import Parameter, QueryParameter
 
 from api.deps import AppCtx, AuthUser, DbSession, require_role
+from api.openapi_errors import REQUEST_BODY
 from core.errors import InvalidInput
 from core.users import Role
 from sessions import booking as booking_svc
@@ -44,6 +45,10 @@ Id = Annotated[int, Parameter(gt=0, le=MAX_ID)]
 
 class BookingRequest(msgspec.Struct, forbid_unknown_fields=True):
     """A booking takes no fields."""
+
+
+class CancelRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Cancelling takes no fields."""
 
 
 class CreateSession(msgspec.Struct, forbid_unknown_fields=True):
@@ -133,7 +138,11 @@ def booking_created(b: Booking) -> BookingCreated:
 
 
 @post(
-    "/sessions", status_code=201, guards=[require_role(Role.COACH)], request_max_body_size=MAX_BODY
+    "/sessions",
+    status_code=201,
+    guards=[require_role(Role.COACH)],
+    request_max_body_size=MAX_BODY,
+    opt={REQUEST_BODY: CreateSession},
 )
 async def create_session(
     request: Request[Any, Any, Any], db: DbSession, current_user: AuthUser, ctx: AppCtx
@@ -192,6 +201,7 @@ async def get_session(
     status_code=201,
     guards=[require_role(Role.MENTEE)],
     request_max_body_size=1024,
+    opt={REQUEST_BODY: BookingRequest},
 )
 async def create_booking(
     session_id: Id,
@@ -220,6 +230,7 @@ async def create_booking(
     status_code=200,
     guards=[require_role(Role.COACH, Role.ADMIN)],
     request_max_body_size=1024,
+    opt={REQUEST_BODY: CancelRequest},
 )
 async def cancel_session(
     session_id: Id,
@@ -230,7 +241,7 @@ async def cancel_session(
 ) -> SessionCancelled:
     """Cancel a session (its coach before it starts, an admin any time) and refund its
     paid bookings in full; repeating it settles whatever is still owed (no body, or ``{}``)."""
-    await decode_strict(request, BookingRequest)
+    await decode_strict(request, CancelRequest)
     actor = Actor.user(current_user.id, current_user.role)
     await cancellation.cancel_session(db, session_id=session_id, actor=actor, clock=ctx.clock)
     # Committed before any refund: each booking is then settled in a
