@@ -275,6 +275,61 @@ def counts(url: str) -> tuple[int, int]:
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
+# The read model before migration 0007 (payouts/views.py at c1bde7a), timed in the same
+# run as a reference: it summed every earning and payout of the coach on each read.
+OLD_TOTALS = (
+    "SELECT c.currency, "
+    "(SELECT COALESCE(sum(amount - reversed_amount), 0) FROM payouts p WHERE p.coach_id = :c "
+    "  AND p.currency = c.currency AND p.status = 'paid') AS paid_out, "
+    "(SELECT COALESCE(sum(amount - reduced_before_release), 0) FROM earnings e "
+    "  WHERE e.coach_id = :c AND e.currency = c.currency) AS lifetime, "
+    "(SELECT min(available_at) FROM earnings e WHERE e.coach_id = :c "
+    "  AND e.currency = c.currency AND e.status = 'pending') AS next_at "
+    "FROM (SELECT DISTINCT currency FROM earnings WHERE coach_id = :c "
+    "      UNION SELECT DISTINCT currency FROM payouts WHERE coach_id = :c) c"
+)
+OLD_NEXT_AMOUNT = (
+    "SELECT COALESCE(sum(amount - reduced_before_release), 0) FROM earnings WHERE coach_id = :c "
+    "AND currency = :cur AND status = 'pending' AND available_at = :at"
+)
+
+
+async def old_read_model(db: Any, coach: int) -> None:
+    from sqlalchemy import text
+
+    from ledger.accounts import coach_balances
+
+    await coach_balances(db, coach)
+    for r in (await db.execute(text(OLD_TOTALS), {"c": coach})).all():
+        if r.next_at is not None:
+            params = {"c": coach, "cur": r.currency, "at": r.next_at}
+            await db.scalar(text(OLD_NEXT_AMOUNT), params)
+
+
+async def explain(db: Any, coaches: int, n: int = 20) -> dict[str, float]:
+    """Server side, independent of client CPU and mostly of load: median execution ms and
+    buffers touched by the endpoint's statement and by the old totals query."""
+    from sqlalchemy import text
+
+    from payouts.views import _BALANCE
+
+    rng = random.Random(3)
+    got: dict[str, list[float]] = {"new_ms": [], "new_buffers": [], "old_ms": [], "old_buffers": []}
+    for _ in range(n):
+        c = rng.randint(1, coaches)
+        for key, sql, params in (
+            ("new", _BALANCE.text, {"coach_id": c}),
+            ("old", OLD_TOTALS, {"c": c}),
+        ):
+            plan = (
+                await db.execute(text("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql), params)
+            ).scalar_one()[0]
+            top = plan["Plan"]
+            got[f"{key}_ms"].append(plan["Execution Time"])
+            got[f"{key}_buffers"].append(top["Shared Hit Blocks"] + top["Shared Read Blocks"])
+    return {k: sorted(v)[len(v) // 2] for k, v in got.items()}
+
+
 async def time_functions(url: str, coaches: int, n: int) -> dict[str, list[float]]:
     """In-process: the ledger read, the endpoint's read model, and the endpoint's
     statement (user row + balance, on an autocommit connection), one coach at a time."""
@@ -287,7 +342,7 @@ async def time_functions(url: str, coaches: int, n: int) -> dict[str, list[float
     engine = create_engine(url, pool_size=1)
     factory = session_factory(engine)
     rng = random.Random(11)
-    out: dict[str, list[float]] = {"ledger": [], "view": [], "request": []}
+    out: dict[str, list[float]] = {"ledger": [], "view": [], "request": [], "old": []}
     seen = datetime(2000, 1, 1, tzinfo=UTC)  # every bench user counts as seen lately
 
     async def by_sub(conn: Any, c: int) -> None:
@@ -316,6 +371,11 @@ async def time_functions(url: str, coaches: int, n: int) -> dict[str, list[float
             t = time.perf_counter()
             await by_sub(auto, c)
             out["request"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            await old_read_model(db, c)
+            out["old"].append(time.perf_counter() - t)
+        plan = await explain(db, coaches)
+        out.update({k: [v] for k, v in plan.items()})
         await db.rollback()
     await engine.dispose()
     return out
@@ -407,10 +467,18 @@ def main(argv: list[str] | None = None) -> int:
             entries, earnings = counts(url)
             f = asyncio.run(time_functions(url, args.coaches, args.calls))
             led, view, req = _ms(f["ledger"]), _ms(f["view"]), _ms(f["request"])
-            rows.append([f"{entries:,}", f"{earnings:,}", *led[:2], *view[:2], *req[:2]])
+            old = _ms(f["old"])
+            rows.append([f"{entries:,}", f"{earnings:,}", *led[:2], *view[:2], *req[:2], *old[:2]])
+            print(
+                f"  server side (EXPLAIN ANALYZE, median of 20 coaches): endpoint statement "
+                f"{f['new_ms'][0]:.3f} ms, {f['new_buffers'][0]:.0f} buffers; old totals query "
+                f"{f['old_ms'][0]:.3f} ms, {f['old_buffers'][0]:.0f} buffers",
+                flush=True,
+            )
             print(f"  at {entries:,} entries: ledger read p50/p99 {led[0]:.2f}/{led[1]:.2f} ms, "
                   f"endpoint read model {view[0]:.2f}/{view[1]:.2f} ms, "
-                  f"user + balance statement {req[0]:.2f}/{req[1]:.2f} ms (load average "
+                  f"user + balance statement {req[0]:.2f}/{req[1]:.2f} ms, "
+                  f"old read model {old[0]:.2f}/{old[1]:.2f} ms (load average "
                   f"{common.loadavg()})", flush=True)  # fmt: skip
         print(f"filled in {fill_s:.0f} s")
         settings = Settings(database_url=url)
@@ -434,13 +502,15 @@ def main(argv: list[str] | None = None) -> int:
     print(
         common.format_table(
             ["entries", "earnings", "ledger p50", "ledger p99", "endpoint model p50",
-             "endpoint model p99", "user+balance p50", "user+balance p99"],
+             "endpoint model p99", "user+balance p50", "user+balance p99", "old model p50",
+             "old model p99"],
             rows,
         )
     )  # fmt: skip
     print(
         "ledger = ledger.accounts.coach_balances; endpoint model = payouts.views.coach_balance;"
-        " user+balance = payouts.views.coach_balance_of_sub (the endpoint's one statement)"
+        " user+balance = payouts.views.coach_balance_of_sub (the endpoint's one statement);"
+        " old model = the read model before migration 0007 (sums over the rows), for reference"
     )
     print(f"\nGET /v1/coaches/me/balance at {rows[-1][0]} entries ({len(tokens)} coaches), ms")
     print(
@@ -467,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
                 "model_p50_ms_full": rows[-1][4],
                 "model_p99_ms_full": rows[-1][5],
                 "request_p99_ms_full": rows[-1][7],
+                "old_model_p99_ms_full": rows[-1][9],
                 "fill_s": fill_s,
                 "verified": not problems,
             },
