@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,6 +31,7 @@ from connect.profile import PayoutEligibility, get_profile, payout_eligibility, 
 from connect.status import derive_status
 from connect.sync import SyncResult, apply_stripe_state, refresh_account, sync_account
 from core import audit
+from core.audit import AuditEntry
 from core.stripe_errors import StripeOutcomeUnknown, StripeRefused
 from core.stripe_gateway import idempotency_key
 from core.users import Role, get_user
@@ -38,6 +39,7 @@ from core.users import Role, get_user
 if TYPE_CHECKING:
     from core.settings import Settings
     from core.stripe_gateway import StripeGateway
+    from core.stripe_types import StripeAccount
 
 __all__ = [
     "AccountView",
@@ -150,6 +152,56 @@ def _secret(settings: Settings) -> str:
     return settings.jwt_secret.get_secret_value()
 
 
+# Stripe keeps an idempotency key for 24 h; past this, our key may no longer
+# replay an account Stripe made for a request whose commit we lost.
+IDEMPOTENCY_WINDOW = timedelta(hours=23)
+REQUESTED = "connect_account.requested"
+
+
+async def note_account_request(db: AsyncSession, *, coach_id: int, now: datetime) -> bool:
+    """Record, before Stripe is called, that this coach's account is about to be created.
+
+    The caller commits it on its own, first: if Stripe then creates the account
+    and our transaction is lost, a retry after the idempotency window knows to
+    look for that account instead of creating a second one. Once per coach.
+    """
+    if await account_for_coach(db, coach_id) is not None or await _first_request(db, coach_id):
+        return False
+    await audit.record(
+        db, actor_kind="user", actor_user_id=coach_id, action=REQUESTED,
+        entity_type="coach", entity_id=coach_id, at=now,
+    )  # fmt: skip
+    return True
+
+
+async def _first_request(db: AsyncSession, coach_id: int) -> datetime | None:
+    stmt = select(func.min(AuditEntry.at)).where(
+        AuditEntry.action == REQUESTED,
+        AuditEntry.entity_type == "coach",
+        AuditEntry.entity_id == str(coach_id),
+    )
+    return (await db.execute(stmt)).scalar_one_or_none()
+
+
+async def _create_account(
+    db: AsyncSession, *, coach_id: int, gateway: StripeGateway, now: datetime, country: str
+) -> StripeAccount:
+    first = await _first_request(db, coach_id)
+    if first is not None and now - first > IDEMPOTENCY_WINDOW:
+        found = await gateway.find_account_by_metadata(key="coach_id", value=str(coach_id))
+        if found is not None:
+            log.warning("coach %s: adopted Connect account %s made earlier", coach_id, found.id)
+            return found
+    user = await get_user(db, coach_id)
+    acct = await gateway.create_account(
+        email=user.email if user else None,
+        country=country,
+        metadata={"coach_id": str(coach_id)},
+        idempotency_key=idempotency_key("connect-account", coach_id),
+    )
+    return acct
+
+
 async def start_onboarding(
     db: AsyncSession,
     *,
@@ -171,12 +223,8 @@ async def start_onboarding(
     row = await account_for_coach(db, coach_id, for_update=True)
     created = row is None
     if row is None:
-        user = await get_user(db, coach_id)
-        acct = await gateway.create_account(
-            email=user.email if user else None,
-            country=country or DEFAULT_COUNTRY,
-            metadata={"coach_id": str(coach_id)},
-            idempotency_key=idempotency_key("connect-account", coach_id),
+        acct = await _create_account(
+            db, coach_id=coach_id, gateway=gateway, now=now, country=country or DEFAULT_COUNTRY
         )
         row = ConnectAccount(
             coach_id=coach_id, stripe_account_id=acct.id, created_at=now, updated_at=now

@@ -170,6 +170,29 @@ class StripeGateway:
         raw = await self._call(lambda: self._v1.accounts.retrieve_async(account_id))
         return StripeAccount.from_dict(raw)
 
+    async def list_accounts(
+        self, *, limit: int = 100, starting_after: str | None = None
+    ) -> Page[StripeAccount]:
+        params = _params(limit=limit, starting_after=starting_after)
+        raw = await self._call(lambda: self._v1.accounts.list_async(params))
+        return _page(raw, StripeAccount.from_dict)
+
+    async def find_account_by_metadata(self, *, key: str, value: str) -> StripeAccount | None:
+        """The connected account we created earlier with this metadata, if any.
+
+        Stripe has no account search, and forgets idempotency keys after 24 h:
+        an account whose creation we never recorded is found by listing (every
+        account, newest first; only on that rare recovery path)."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_accounts(starting_after=cursor)
+            for account in page.data:
+                if account.metadata.get(key) == value:
+                    return account
+            if not page.has_more or page.last_id is None:
+                return None
+            cursor = page.last_id
+
     async def update_account(
         self, account_id: str, *, metadata: dict[str, str], idempotency_key: str
     ) -> StripeAccount:

@@ -111,12 +111,16 @@ async def start_onboarding(
 ) -> OnboardingOut:
     """Create the coach's Connect account (once) and answer a fresh onboarding link."""
     data = await _onboarding_request(request)
+    now = ctx.clock.now()
+    if await service.note_account_request(db, coach_id=current_user.id, now=now):
+        # Committed before Stripe is called: see note_account_request.
+        await db.commit()
     link = await service.start_onboarding(
         db,
         coach_id=current_user.id,
         gateway=ctx.gateway,
         settings=ctx.settings,
-        now=ctx.clock.now(),
+        now=now,
         country=data.country,
     )
     return _onboarding_out(link)

@@ -194,7 +194,7 @@ async def test_oversized_body_is_413(app_client: Client, tokens: Tokens) -> None
     assert resp.status_code == 413
 
 
-async def test_stripe_down_is_503_and_nothing_is_kept(
+async def test_stripe_down_is_503_and_only_the_request_is_kept(
     app_client: Client, stripe_mock: Any, tokens: Tokens, clean_engine: AsyncEngine
 ) -> None:
     stripe_mock.post("/v1/accounts").mock(side_effect=httpx.ConnectError("down"))
@@ -203,6 +203,12 @@ async def test_stripe_down_is_503_and_nothing_is_kept(
     assert await count(clean_engine, CoachProfile) == 0  # the request's transaction rolled back
     async with clean_engine.connect() as conn:
         assert await conn.scalar(text("SELECT count(*) FROM connect_accounts")) == 0
+        # Kept on purpose, committed before Stripe was called: had Stripe made the
+        # account, a retry past its 24 h idempotency window would look for it.
+        noted = await conn.scalar(
+            text("SELECT count(*) FROM audit_log WHERE action = 'connect_account.requested'")
+        )
+        assert noted == 1
 
 
 def test_return_url_token_is_urlsafe() -> None:
