@@ -24,6 +24,7 @@ from api.errors import EXCEPTION_HANDLERS
 from api.logs import configure_logging, with_request_id
 from api.openapi_errors import declare_error_responses
 from api.routes import ROUTERS
+from api.routes.webhooks import WebhookFastPath
 from api.runtime import Runtime
 from core.settings import Settings, load_settings
 
@@ -32,7 +33,13 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 class CoachpayApp(Litestar):
-    """Litestar with the request id wrapped around everything, 404s included."""
+    """Litestar with the request id wrapped around everything, 404s included, and the
+    Stripe webhook POSTs served by ``WebhookFastPath`` (see api/routes/webhooks.py)."""
+
+    fast_path: WebhookFastPath | None = None
+
+    async def _litestar(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
 
     async def __call__(
         self,
@@ -43,7 +50,8 @@ class CoachpayApp(Litestar):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        await with_request_id(super().__call__, scope, receive, send)  # type: ignore[arg-type]
+        entry = self.fast_path or self._litestar
+        await with_request_id(entry, scope, receive, send)  # type: ignore[arg-type]
 
 
 def create_app(
@@ -67,6 +75,9 @@ def create_app(
         app.state["runtime"] = rt
 
     async def on_shutdown(app: Litestar) -> None:
+        # The webhook receiver's pool and batches run on this loop: close them here.
+        if rt.started:
+            await rt.inbox.close()
         if owns_runtime:
             await rt.stop()
 
@@ -88,5 +99,6 @@ def create_app(
         logging_config=None,
         debug=False,
     )
+    app.fast_path = WebhookFastPath(app._litestar, rt)
     declare_error_responses(app)
     return app

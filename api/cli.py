@@ -117,6 +117,9 @@ def _run_server(settings: Settings, host: str, port: int, *, jobs: bool) -> int:
     return 0
 
 
+WORKER_HEALTHCHECK_SECONDS = 60
+
+
 def _run_workers(settings: Settings, host: str, port: int, *, workers: int, jobs: bool) -> int:
     """``workers`` uvicorn processes on one socket, each building its app with
     ``worker_app`` from the environment. The embedded database and the emulator
@@ -151,6 +154,10 @@ def _run_workers(settings: Settings, host: str, port: int, *, workers: int, jobs
         workers=workers,
         log_config=None,
         lifespan="on",
+        # uvicorn kills a worker that does not answer its ping within this; a new one
+        # spends its first seconds importing before it can answer, and on a busy
+        # machine that took over the default 5 s: killed and restarted in a loop.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
     # What uvicorn.run does for workers, but uvicorn binds with proto 0 and asyncio
     # sets TCP_NODELAY only on connections of an IPPROTO_TCP socket: without it an

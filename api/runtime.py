@@ -19,6 +19,7 @@ from api.context import AppContext
 from core.clock import Clock, SystemClock
 from core.db import create_engine, session_factory
 from core.inbox import HandlerRegistry, drain
+from core.inbox_receive import InboxReceiver
 from core.settings import Settings
 from core.stripe_gateway import StripeGateway
 
@@ -83,6 +84,7 @@ class Runtime:
         self.engine: AsyncEngine | None = None
         self.factory: async_sessionmaker[AsyncSession] | None = None
         self.probe_gateway: StripeGateway | None = None
+        self._inbox: InboxReceiver | None = None
         self.scheduler: Any = None
         self._drain_stop = asyncio.Event()
         self._drain_task: asyncio.Task[None] | None = None
@@ -100,6 +102,10 @@ class Runtime:
             self.database_url = await self._database_url()
             self.engine = create_engine(self.database_url, pool_size=self.settings.db_pool_size)
             self.factory = session_factory(self.engine)
+            # Webhook receipts: its own small pool, opened on the first delivery.
+            self._inbox = InboxReceiver(
+                self.database_url, connections=min(4, self.settings.db_pool_size)
+            )
             self._start_stripe()
             if self._registry is None:
                 self._registry = build_registry()
@@ -183,6 +189,13 @@ class Runtime:
         return str(server.base_url)
 
     @property
+    def inbox(self) -> InboxReceiver:
+        """Stores verified webhook deliveries (group commit), see core.inbox_receive."""
+        if self._inbox is None:
+            raise RuntimeError("runtime not started")
+        return self._inbox
+
+    @property
     def gateway(self) -> StripeGateway:
         if self._gateway is None:
             raise RuntimeError("runtime not started")
@@ -220,6 +233,9 @@ class Runtime:
             if self.scheduler is not None:
                 self.scheduler.shutdown(wait=False)
                 self.scheduler = None
+            if self._inbox is not None:
+                await self._inbox.close()
+                self._inbox = None
             for gw in (self._gateway if self._owns_gateway else None, self.probe_gateway):
                 if gw is not None:
                     await gw.aclose()

@@ -13,9 +13,11 @@ bench/README.md). What is measured, end to end on loopback:
   emulator (PaymentIntent, Charge, balance transaction exist there);
 - the load: for each paid session, an event ``checkout.session.completed``
   carrying the emulator's session object, signed with the platform secret at
-  send time, POSTed to ``/v1/webhooks/stripe`` by an async httpx client on an
+  send time, POSTed to ``/v1/webhooks/stripe`` by a light keep-alive HTTP/1.1
+  client (bench/webhook_client.py, uvloop, no task per request) on an
   open-loop schedule (fixed rate per step, each request launched at its slot,
-  whatever the earlier ones are doing; in-flight requests bounded);
+  whatever the earlier ones are doing; in-flight requests bounded); the
+  client's own CPU is reported per step;
 - latency of the HTTP answer (verify + store in the inbox + 200), per step;
 - processing: the server handles each event after answering (background task:
   re-read the session and PaymentIntent from the emulator, post the split and
@@ -50,10 +52,11 @@ if __name__ == "__main__" and not __package__:
 
 import httpx
 import psycopg
+import uvloop
 
 from bench import common
+from bench.webhook_client import LoadClient, Tally
 from core.clock import FrozenClock
-from core.stripe_webhooks import sign_payload
 
 SECRET = "whsec_bench_webhooks_0123456789"
 INBOX_RATES = (50, 100, 250, 500, 1000, 1500, 2000)
@@ -62,7 +65,9 @@ QUICK_INBOX_RATES = (50, 100, 250)
 # the inbox rates (and every event needs a booking seeded first).
 PAYMENT_RATES = (5, 10, 20, 40)
 QUICK_PAYMENT_RATES = (5, 10)
-INBOX_TYPE = "customer.created"
+# Stripe sends one with every Checkout payment; coachpay has no handler for it.
+INBOX_TYPE = "payment_intent.succeeded"
+WEBHOOK_PATH = "/v1/webhooks/stripe"
 SESSIONS = 50  # published sessions (one per coach); bookings spread over them
 PRICE = 10000
 
@@ -80,6 +85,8 @@ class Step:
     started_at: float = 0.0  # wall clock
     ids: list[str] = field(default_factory=list)
     settle: float = 0.0  # seconds after the step until the server had handled everything
+    client_cpu: float = 0.0  # the load client's CPU seconds / step wall time
+    statuses: dict[int, int] = field(default_factory=dict)
 
 
 # ---- seeding -------------------------------------------------------------------------------------
@@ -215,56 +222,37 @@ def event_payload(event_id: str, session: dict[str, Any]) -> bytes:
 
 
 async def run_step(
-    client: httpx.AsyncClient,
+    client: LoadClient,
     step: Step,
     payloads: list[tuple[str, bytes]],
     max_in_flight: int,
     drain_timeout: float,
 ) -> None:
     """Open loop: request i is launched at t0 + i / rate, unless ``max_in_flight`` are open."""
-    in_flight = 0
-    tasks: list[asyncio.Task[None]] = []
-
-    async def one(event_id: str, body: bytes, slot: float) -> None:
-        nonlocal in_flight
-        start = time.perf_counter()
-        step.lags.append(start - slot)
-        headers = {
-            "stripe-signature": sign_payload(body, SECRET),
-            "content-type": "application/json",
-        }
-        try:
-            r = await client.post("/v1/webhooks/stripe", content=body, headers=headers)
-            if r.status_code == 200:
-                step.ok += 1
-                step.latencies.append(time.perf_counter() - start)
-            else:
-                step.errors += 1
-        except httpx.HTTPError:
-            step.errors += 1
-        finally:
-            in_flight -= 1
-
+    tally = Tally()
     step.started_at = time.time()
+    cpu0 = time.process_time()
     t0 = time.perf_counter() + 0.05
     for i, (event_id, body) in enumerate(payloads):
         slot = t0 + i / step.rate
         delay = slot - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        if in_flight >= max_in_flight:
+        if tally.in_flight >= max_in_flight:
             step.skipped += 1
             continue
-        in_flight += 1
+        step.lags.append(time.perf_counter() - slot)
         step.sent += 1
         step.ids.append(event_id)
-        tasks.append(asyncio.create_task(one(event_id, body, slot)))
-    if tasks:
-        _, pending = await asyncio.wait(tasks, timeout=drain_timeout)
-        for t in pending:
-            t.cancel()
-        step.errors += len(pending)
+        client.launch(client.request(WEBHOOK_PATH, body), tally)
+    deadline = time.perf_counter() + drain_timeout
+    while tally.in_flight > 0 and time.perf_counter() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.005)  # a counter the callbacks keep: polling it is free
     step.wall = time.perf_counter() - t0
+    step.client_cpu = (time.process_time() - cpu0) / step.wall if step.wall else 0.0
+    client.cancel_queued()
+    step.ok, step.latencies, step.statuses = tally.ok, tally.latencies, tally.statuses
+    step.errors = tally.errors + max(tally.in_flight, 0)  # unanswered at the deadline
 
 
 Payloads = list[tuple[str, bytes]]
@@ -278,21 +266,26 @@ async def run_load(
     args: Any,
 ) -> list[Step]:
     """One step per rate; ``make_payloads(rate, n)`` gives the step's (event id, body) pairs."""
-    conns = args.connections
-    limits = httpx.Limits(max_connections=conns, max_keepalive_connections=conns)
-    timeout = httpx.Timeout(args.request_timeout)
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
     steps = []
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout) as client:
-        # Warm up (connections, the server's first requests); not counted, not events.
-        await asyncio.gather(*(client.get("/health") for _ in range(min(conns, 50))))
-        for rate in rates:
-            step = Step(rate)
-            payloads = make_payloads(rate, int(rate * seconds))
-            await run_step(client, step, payloads, args.max_in_flight, args.request_timeout + 5)
-            steps.append(step)
-            step.settle = await asyncio.to_thread(settle, args.db_url, args.process_timeout)
-            print(f"  {rate}/s: {_describe(step)}; settled in {step.settle:.1f} s", flush=True)
-            await asyncio.sleep(args.pause)
+    for rate in rates:
+        # Fresh connections per step: the server closes idle ones (keep-alive timeout)
+        # while the previous step settles, and a timed-out step leaves some busy.
+        client = LoadClient(host, int(port), args.connections, SECRET)
+        await client.open()
+        warm = Tally()  # the server's first requests on these connections; not counted
+        for _ in range(args.connections):
+            client.launch(client.get("/health"), warm)
+        while warm.in_flight > 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        step = Step(rate)
+        payloads = make_payloads(rate, int(rate * seconds))
+        await run_step(client, step, payloads, args.max_in_flight, args.request_timeout + 5)
+        client.close()
+        steps.append(step)
+        step.settle = await asyncio.to_thread(settle, args.db_url, args.process_timeout)
+        print(f"  {rate}/s: {_describe(step)}; settled in {step.settle:.1f} s", flush=True)
+        await asyncio.sleep(args.pause)
     return steps
 
 
@@ -309,31 +302,86 @@ def payment_payloads(sessions: list[dict[str, Any]]) -> Callable[[int, int], Pay
 
 
 def inbox_payloads(rate: int, n: int) -> Payloads:
-    """Events of a type no handler takes: verified, stored, then marked ``ignored``."""
+    """Events of a type no handler takes: verified, stored, then marked ``ignored``.
+
+    Full size: the PaymentIntent Stripe sends with a Checkout payment, fields as in
+    Stripe's API reference (~2.5 kB of JSON, like a checkout.session.completed).
+    """
     out = []
     for k in range(n):
         event_id = f"evt_bench_inbox_{rate}_{k}"
-        customer = {
-            "id": f"cus_bench_{rate}_{k}",
-            "object": "customer",
-            "created": int(time.time()),
-            "email": f"mentee{k}@example.com",
-            "livemode": False,
-            "metadata": {"bench": "inbox"},
-        }
-        body = json.loads(event_payload(event_id, customer))
+        body = json.loads(event_payload(event_id, payment_intent(f"{rate}_{k}", k)))
         body["type"] = INBOX_TYPE
         out.append((event_id, json.dumps(body, separators=(",", ":")).encode()))
     return out
 
 
+def payment_intent(suffix: str, k: int) -> dict[str, Any]:
+    created = int(time.time())
+    return {
+        "id": f"pi_3Bench{suffix}", "object": "payment_intent", "amount": PRICE,
+        "amount_capturable": 0, "amount_details": {"tip": {}}, "amount_received": PRICE,
+        "application": None, "application_fee_amount": None,
+        "automatic_payment_methods": None, "canceled_at": None, "cancellation_reason": None,
+        "capture_method": "automatic_async",
+        "client_secret": f"pi_3Bench{suffix}_secret_{'x' * 25}", "confirmation_method": "automatic",
+        "created": created, "currency": "usd", "customer": f"cus_Bench{k}",
+        "description": f"Bench session {k % SESSIONS}", "invoice": None,
+        "last_payment_error": None, "latest_charge": f"ch_3Bench{suffix}", "livemode": False,
+        "metadata": {"booking_id": str(10_000 + k), "coach_id": str(k % SESSIONS),
+                     "session_id": str(k % SESSIONS), "mentee_id": str(k // SESSIONS)},
+        "next_action": None, "on_behalf_of": None,
+        "payment_method": f"pm_1Bench{suffix}",
+        "payment_method_configuration_details": None,
+        "payment_method_options": {
+            "card": {"installments": None, "mandate_options": None, "network": None,
+                     "request_three_d_secure": "automatic"},
+            "link": {"persistent_token": None},
+        },
+        "payment_method_types": ["card", "link"], "processing": None,
+        "receipt_email": f"mentee{k}@example.com", "review": None,
+        "setup_future_usage": None,
+        "shipping": None, "source": None, "statement_descriptor": None,
+        "statement_descriptor_suffix": None, "status": "succeeded",
+        "transfer_data": None, "transfer_group": f"group_pi_3Bench{suffix}",
+        "charges": {"object": "list", "data": [{
+            "id": f"ch_3Bench{suffix}", "object": "charge", "amount": PRICE,
+            "amount_captured": PRICE, "amount_refunded": 0,
+            "balance_transaction": f"txn_3Bench{suffix}",
+            "billing_details": {"address": {"city": "Berlin", "country": "DE",
+                                            "line1": "Example Str. 1", "line2": None,
+                                            "postal_code": "10115", "state": None},
+                                "email": f"mentee{k}@example.com", "name": "Jenny Rosen",
+                                "phone": None},
+            "captured": True, "created": created, "currency": "usd",
+            "outcome": {"network_status": "approved_by_network", "reason": None,
+                        "risk_level": "normal", "risk_score": 32, "seller_message":
+                        "Payment complete.", "type": "authorized"},
+            "paid": True, "payment_intent": f"pi_3Bench{suffix}",
+            "payment_method_details": {"card": {
+                "brand": "visa", "checks": {"address_line1_check": "pass",
+                                            "address_postal_code_check": "pass",
+                                            "cvc_check": "pass"},
+                "country": "US", "exp_month": 8, "exp_year": 2030,
+                "fingerprint": "Xt5EWLLDS7FJjR1c", "funding": "credit", "last4": "4242",
+                "network": "visa", "three_d_secure": None, "wallet": None},
+                "type": "card"},
+            "receipt_url": f"https://pay.stripe.com/receipts/payment/{'C' * 60}{suffix}",
+            "refunded": False, "status": "succeeded"}],
+            "has_more": False, "total_count": 1,
+            "url": f"/v1/charges?payment_intent=pi_3Bench{suffix}"},
+    }  # fmt: skip
+
+
 def _describe(step: Step) -> str:
     lat = sorted(step.latencies)
     ms = [common.percentile(lat, q) * 1000 for q in (0.5, 0.9, 0.99)]
+    other = {s: n for s, n in step.statuses.items() if s != 200}
     return (
-        f"sent {step.sent}, ok {step.ok}, errors {step.errors}, skipped {step.skipped}, "
-        f"achieved {step.ok / step.wall if step.wall else 0:.0f}/s, "
-        f"p50 {ms[0]:.1f} ms p90 {ms[1]:.1f} ms p99 {ms[2]:.1f} ms"
+        f"sent {step.sent}, ok {step.ok}, errors {step.errors}{f' {other}' if other else ''}, "
+        f"skipped {step.skipped}, achieved {step.ok / step.wall if step.wall else 0:.0f}/s, "
+        f"p50 {ms[0]:.1f} ms p90 {ms[1]:.1f} ms p99 {ms[2]:.1f} ms, "
+        f"client CPU {step.client_cpu * 100:.0f}% of a core"
     )
 
 
@@ -529,7 +577,7 @@ def run_phase(
     args: argparse.Namespace,
 ) -> Phase:
     print(f"{name} phase, load average {common.loadavg()}", flush=True)
-    steps = asyncio.run(run_load(base, make, rates, args.seconds, args))
+    steps = uvloop.run(run_load(base, make, rates, args.seconds, args))
     drain = steps[-1].settle if steps else 0.0
     return Phase(name, steps, processing_per_step(db_url, steps), drain, inbox_status(db_url))
 
@@ -542,8 +590,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {common.machine_info(args.url)}; load average {common.loadavg()}")
     print(
         f"payment phase {list(args.payment_rates)}/s, inbox phase {list(args.rates)}/s, "
-        f"{args.seconds:g} s per step; client: one asyncio process, httpx, {args.connections} "
-        f"connections; server: coachpay serve --no-jobs --workers {args.workers}, processing "
+        f"{args.seconds:g} s per step; client: one process, uvloop, raw HTTP/1.1, "
+        f"{args.connections} keep-alive connections; "
+        f"server: coachpay serve --no-jobs --workers {args.workers}, processing "
         f"{args.processing}{' + coachpay worker' if args.processing == 'off' else ''}, "
         f"log level {args.log_level}; emulator: its own process",
         flush=True,
@@ -606,7 +655,7 @@ def report(phases: list[Phase], problems: list[str]) -> int:
             achieved = step.ok / step.wall if step.wall else 0.0
             rows.append(
                 [step.rate, achieved, step.ok, step.errors + step.skipped, p[0], p[1], p[2],
-                 lag99, span, proc_rate]
+                 lag99, step.client_cpu * 100, span, proc_rate]
             )  # fmt: skip
             if step.errors + step.skipped == 0 and achieved >= 0.95 * step.rate:
                 sustained = max(sustained, step.rate)
@@ -615,13 +664,14 @@ def report(phases: list[Phase], problems: list[str]) -> int:
         what = {
             "payment": "checkout.session.completed for real paid bookings (handler: re-read "
             "from the emulator, post split + fee, earning, booking PAID)",
-            "inbox": f"{INBOX_TYPE} (no handler: verified, stored, then marked ignored)",
+            "inbox": f"{INBOX_TYPE}, ~{len(inbox_payloads(1, 1)[0][1]):,} bytes (no handler: "
+            "verified, stored, then marked ignored)",
         }[phase.name]
         print(f"\n{phase.name}: {what}")
         print(
             common.format_table(
                 ["offered/s", "achieved/s", "ok", "errors", "p50 ms", "p90 ms", "p99 ms",
-                 "client lag p99 ms", "step done (s)", "handled/s"],
+                 "client lag p99 ms", "client CPU %", "step done (s)", "handled/s"],
                 rows,
             )
         )  # fmt: skip
@@ -635,7 +685,8 @@ def report(phases: list[Phase], problems: list[str]) -> int:
         result[f"{phase.name}_drain_s"] = phase.drain
     print(
         "\nlatency: request sent -> 200 (verify + store in the inbox); client lag: how late the "
-        "generator sent vs its schedule; step done: first send -> last of the step's events "
+        "generator sent vs its schedule; client CPU: the load client's CPU time / step time "
+        "(100 = one core); step done: first send -> last of the step's events "
         "handled (processed/ignored); handled/s: the step's events / that time"
     )
     if problems:
