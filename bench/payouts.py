@@ -60,6 +60,63 @@ s.serve_forever()
 """
 
 
+# One more process running the payout job beside this one (``--processes``),
+# as a ``coachpay worker`` would: it takes the shards this one has not.
+PAYOUT_WORKER = """
+import asyncio, json, sys
+from datetime import datetime
+from core.clock import FrozenClock
+from core.db import create_engine, session_factory
+from core.settings import Settings
+from core.stripe_gateway import StripeGateway
+from payouts.jobs import run_payout_job
+async def main():
+    url, base, now = sys.argv[1], sys.argv[2], datetime.fromisoformat(sys.argv[3])
+    engine = create_engine(url, pool_size=10)
+    gw = StripeGateway("sk_test_bench", api_base=base, max_retries=6, backoff_base=0.05)
+    r = await run_payout_job(
+        session_factory(engine), gateway=gw, clock=FrozenClock(now),
+        settings=Settings(job_batch_size=500, db_pool_size=10),
+        concurrency=int(sys.argv[4]) or None,
+    )
+    await gw.aclose()
+    await engine.dispose()
+    print(json.dumps({"ran": r.ran, "shards": r.shards, "paid": r.paid, "errors": r.errors}))
+asyncio.run(main())
+"""
+
+
+async def payout_phase(
+    factory: Any,
+    gw: StripeGateway,
+    clock: FrozenClock,
+    settings: Settings,
+    *,
+    db_url: str,
+    base: str,
+    concurrency: int | None,
+    processes: int,
+) -> tuple[Any, list[dict[str, Any]]]:
+    """The payout job here and in ``processes - 1`` more processes at once."""
+    args = [db_url, base, NOW.isoformat(), str(concurrency or 0)]
+    extra = [
+        subprocess.Popen(  # noqa: ASYNC220 - waited for in a thread below
+            [sys.executable, "-c", PAYOUT_WORKER, *args], stdout=subprocess.PIPE
+        )
+        for _ in range(processes - 1)
+    ]
+    pay = await run_payout_job(
+        factory, gateway=gw, clock=clock, settings=settings, concurrency=concurrency
+    )
+    others = []
+    for proc in extra:
+        out, _ = await asyncio.to_thread(proc.communicate, timeout=900)
+        if proc.returncode != 0:
+            raise RuntimeError(f"payout worker process exited {proc.returncode}")
+        others.append(json.loads(out.decode().strip().splitlines()[-1]))
+    return pay, others
+
+
 def seed_accounts(server: EmulatorServer, n: int) -> list[str]:
     """``n`` onboarded Express accounts made in the emulator's state, through its own
     handlers (``POST /v1/accounts`` then ``complete_onboarding``) without HTTP."""
@@ -223,14 +280,41 @@ def load_average() -> str:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    """User + system CPU of a process so far (Linux /proc); 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def backend_cpu(factory: Any) -> dict[int, float]:
+    """CPU so far of each PostgreSQL backend connected to the scratch database (the
+    server runs on this machine): only ours are, so this is PostgreSQL's share."""
+    async with factory() as db:
+        pids = (
+            await db.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            )
+        ).scalars()
+        return {int(pid): cpu_seconds(int(pid)) for pid in pids}
+
+
+def backend_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    # A backend that left during the cycle is missed (a small undercount): the
+    # job's connections are pooled and stay until the engine is disposed.
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
 async def timed_cycle(
-    db_url: str, base: str, *, until_settled: bool, concurrency: int | None, emulator_pid: int
+    db_url: str,
+    base: str,
+    *,
+    until_settled: bool,
+    concurrency: int | None,
+    emulator_pid: int,
+    processes: int = 1,
 ) -> dict[str, Any]:
     settings = Settings(job_batch_size=500, db_pool_size=10)
     engine = create_engine(db_url, pool_size=10)
@@ -238,27 +322,39 @@ async def timed_cycle(
     gw = StripeGateway("sk_test_bench", api_base=base, max_retries=6, backoff_base=0.05)
     clock = FrozenClock(NOW)
     before = stripe_calls(stats(base))
+    pg0 = await backend_cpu(factory)
     cpu0, emu0 = time.process_time(), cpu_seconds(emulator_pid)
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    release_cpu = payout_cpu = 0.0
     t0 = time.perf_counter()
     cycles = released = 0
     release_s = payout_s = 0.0
     while True:
         # run_cycle's two steps, timed apart.
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         rel = await run_release_job(
             factory, clock=clock, settings=settings, concurrency=concurrency
         )
         release_s += time.perf_counter() - t
-        t = time.perf_counter()
-        pay = await run_payout_job(
-            factory, gateway=gw, clock=clock, settings=settings, concurrency=concurrency
+        release_cpu += time.process_time() - c
+        t, c = time.perf_counter(), time.process_time()
+        pay, others = await payout_phase(
+            factory,
+            gw,
+            clock,
+            settings,
+            db_url=db_url,
+            base=base,
+            concurrency=concurrency,
+            processes=processes,
         )
         payout_s += time.perf_counter() - t
+        payout_cpu += time.process_time() - c
         released += rel.released
         if cycles == 0:
             print(
                 f"  first cycle {time.perf_counter() - t0:.1f} s (release {release_s:.1f} s, "
-                f"payouts {payout_s:.1f} s): {rel} {pay}",
+                f"payouts {payout_s:.1f} s): {rel} {pay} other processes: {others}",
                 flush=True,
             )
         cycles += 1
@@ -270,6 +366,9 @@ async def timed_cycle(
             break
     seconds = time.perf_counter() - t0
     cpu, emu_cpu = time.process_time() - cpu0, cpu_seconds(emulator_pid) - emu0
+    pg_cpu = backend_delta(pg0, await backend_cpu(factory))
+    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the extra payout processes
+    kids_cpu = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
     s = stats(base)
     async with factory() as db:
         check = (
@@ -291,6 +390,10 @@ async def timed_cycle(
         "seconds": seconds,
         "cpu": cpu,
         "emulator_cpu": emu_cpu,
+        "postgres_cpu": pg_cpu,
+        "workers_cpu": kids_cpu,
+        "release_cpu": release_cpu,
+        "payout_cpu": payout_cpu,
         "release_seconds": release_s,
         "payout_seconds": payout_s,
         "cycles": cycles,
@@ -315,6 +418,7 @@ async def scenario(
     *,
     rps: float | None,
     concurrency: int | None = None,
+    processes: int = 1,
 ) -> tuple[bool, dict[str, Any]]:
     t = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -337,6 +441,7 @@ async def scenario(
                 until_settled=rps is not None,
                 concurrency=concurrency,
                 emulator_pid=proc.pid,
+                processes=processes,
             )
             r["load"] = f"{load_before} -> {load_average()}"
     finally:
@@ -359,7 +464,10 @@ async def scenario(
         f"{r['transfers']:,} transfers; Stripe calls {r['calls']:,} = "
         f"{r['calls_per_second']:.0f}/s; 429 answered {rate_limited} "
         f"(accepted {(r['calls'] - rate_limited) / r['seconds']:.0f}/s); "
-        f"CPU: this process {r['cpu']:.1f} s, emulator {r['emulator_cpu']:.1f} s; "
+        f"CPU: this process {r['cpu']:.1f} s (release {r['release_cpu']:.1f} s, payouts "
+        f"{r['payout_cpu']:.1f} s), other payout processes {r['workers_cpu']:.1f} s, "
+        f"emulator {r['emulator_cpu']:.1f} s, PostgreSQL backends "
+        f"{r['postgres_cpu']:.1f} s; "
         f"load average {r['load']}; money verifies: {ok}",
         flush=True,
     )
@@ -376,6 +484,12 @@ async def main() -> int:
     ap.add_argument("--limited-coaches", type=int, default=None)
     ap.add_argument("--rps", type=float, default=100.0)
     ap.add_argument("--concurrency", type=int, default=None, help="job workers (default: jobs')")
+    ap.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="processes running the payout job at once (they share its shards)",
+    )
     args = ap.parse_args()
     sizes = (10_000, 1_000, 1_000, 100) if args.quick else (100_000, 10_000, 5_000, 500)
     earnings = sizes[0] if args.earnings is None else args.earnings
@@ -383,7 +497,13 @@ async def main() -> int:
     limited = sizes[2] if args.limited_earnings is None else args.limited_earnings
     limited_coaches = sizes[3] if args.limited_coaches is None else args.limited_coaches
     ok, r = await scenario(
-        args.url, "zero_latency", earnings, coaches, rps=None, concurrency=args.concurrency
+        args.url,
+        "zero_latency",
+        earnings,
+        coaches,
+        rps=None,
+        concurrency=args.concurrency,
+        processes=args.processes,
     )
     zero_peak = peak_mb()
     print(f"peak RSS {zero_peak:.0f} MB (the whole process, setup included)", flush=True)
@@ -395,12 +515,14 @@ async def main() -> int:
             limited_coaches,
             rps=args.rps,
             concurrency=args.concurrency,
+            processes=args.processes,
         )
         ok = ok and limited_ok
     print(
         f"RESULT bench=payouts earnings={earnings} coaches={coaches} seconds={r['seconds']:.1f} "
         f"release_s={r['release_seconds']:.1f} payouts_s={r['payout_seconds']:.1f} "
         f"calls={r['calls']} calls_per_s={r['calls_per_second']:.0f} peak_mb={zero_peak:.0f} "
+        f"processes={args.processes} "
         f"load1={os.getloadavg()[0]:.1f} verified={ok}",
         flush=True,
     )

@@ -14,32 +14,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.clock import Clock
 from core.settings import Settings
 from core.stripe_gateway import StripeGateway
 from payouts.errors import SimulatedCrash
+from payouts.hotpath import reserve_due
+from payouts.models import Payout
 from payouts.release import AccountCache, Cursor, release_due
 from payouts.schedule import is_due
 from payouts.service import Refusal, reserve
 from payouts.transfer import CrashHook, _no_crash, process_payout
+from payouts.workers import (
+    LOCK_CLASS,
+    Factory,
+    Locks,
+    _concurrency,
+    _pages,
+    _pool,
+    job_lock,
+    job_locks,
+)
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-Factory = async_sessionmaker[AsyncSession]
-
-LOCK_CLASS = 0x43500  # the advisory-lock namespace of coachpay's jobs
 RELEASE_JOB = 1
-PAYOUT_JOB = 2
+PAYOUT_JOB = 2  # no longer taken: payout runs lock shards (kept: the id stays reserved)
+# Coaches are split into shards (coach_id % SHARDS), each an advisory lock a
+# payout run takes as it reaches it: several processes share one run's work,
+# none pays a coach another holds. Changing SHARDS while runs are going on is
+# safe too (the row claims below the locks never relied on them).
+SHARDS = 8
+SHARD_LOCK_BASE = 0x100
 
 
 @dataclass
@@ -53,6 +66,7 @@ class ReleaseResult:
 @dataclass
 class PayoutResult:
     ran: bool = True
+    shards: int = 0  # shards this run took (the others were another process's)
     created: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     not_created: Counter[str] = field(default_factory=Counter)
@@ -67,86 +81,6 @@ class PayoutResult:
 class CycleResult:
     release: ReleaseResult
     payouts: PayoutResult
-
-
-def _engine(factory: Factory) -> AsyncEngine:
-    bind = factory.kw.get("bind")
-    if not isinstance(bind, AsyncEngine):
-        raise TypeError("the session factory must be bound to an AsyncEngine")
-    return bind
-
-
-@asynccontextmanager
-async def job_lock(factory: Factory, *jobs: int) -> AsyncIterator[bool]:
-    """Hold the advisory locks of ``jobs`` for the body; yields False if another process
-    holds any of them (and then holds none).
-
-    Transaction-level locks on a connection of their own: they go away with
-    the transaction, so a crash (or a dropped connection) can never leave one held.
-    """
-    async with _engine(factory).connect() as conn, conn.begin():
-        got = True
-        for job in jobs:
-            got = bool(
-                await conn.scalar(
-                    text("SELECT pg_try_advisory_xact_lock(:c, :j)"), {"c": LOCK_CLASS, "j": job}
-                )
-            )
-            if not got:
-                await conn.rollback()  # let go of the ones taken already
-                break
-        yield got
-
-
-def _concurrency(settings: Settings, wanted: int | None) -> int:
-    # Each worker holds one pooled connection (plus one for the job lock).
-    return max(1, wanted if wanted is not None else min(8, settings.db_pool_size - 1))
-
-
-@asynccontextmanager
-async def _held(factory: Factory) -> AsyncIterator[Factory]:
-    """A session factory whose sessions all run on ONE connection, held for a worker's life.
-
-    A worker does two transactions per payout; taking a pooled connection for
-    each cost a pre-ping and a reset (ROLLBACK) round trip apiece. The
-    transactions themselves are unchanged: each session begins and commits
-    (or rolls back) its own. A connection broken mid-way is invalidated by
-    SQLAlchemy and replaced on next use, after the failed transaction's rollback.
-    """
-    async with _engine(factory).connect() as conn:
-        kw = {k: v for k, v in factory.kw.items() if k != "bind"}
-        yield async_sessionmaker(conn, class_=factory.class_, **kw)
-
-
-async def _pool(
-    factory: Factory,
-    items: AsyncIterator[T],
-    fn: Callable[[Factory, T], Awaitable[None]],
-    concurrency: int,
-) -> None:
-    """Run ``fn`` over ``items`` with ``concurrency`` workers and a bounded queue;
-    each worker passes ``fn`` a factory on the connection it holds.
-
-    ``fn`` handles its own errors; anything that escapes (a SimulatedCrash)
-    cancels the rest and is re-raised as itself, like a dying process.
-    """
-    queue: asyncio.Queue[T | None] = asyncio.Queue(maxsize=concurrency * 2)
-
-    async def worker() -> None:
-        async with _held(factory) as held:
-            while (item := await queue.get()) is not None:
-                await fn(held, item)
-
-    try:
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(concurrency):
-                tg.create_task(worker())
-            async for item in items:
-                await queue.put(item)
-            for _ in range(concurrency):
-                await queue.put(None)
-    except BaseExceptionGroup as group:
-        raise group.exceptions[0] from None
 
 
 async def run_release_job(
@@ -197,7 +131,7 @@ async def run_release_job(
 _DUE_PAYOUTS = text(
     "SELECT id FROM payouts WHERE status IN ('pending', 'waiting_funds') "
     "AND (next_attempt_at IS NULL OR next_attempt_at <= :now) AND id > :after "
-    "ORDER BY id LIMIT :limit"
+    "AND coach_id % :shards = :shard ORDER BY id LIMIT :limit"
 )
 # Coaches who may be paid: keyset over their available accounts. The amount,
 # schedule and minimum are checked again under the balance lock in reserve().
@@ -212,24 +146,11 @@ _CANDIDATES = text(
     "JOIN coach_profiles p ON p.user_id = a.owner_id AND NOT p.payouts_paused "
     "JOIN connect_accounts ca ON ca.coach_id = a.owner_id AND ca.payouts_enabled "
     "WHERE a.owner_type = 'coach' AND a.kind = 'available' AND a.id > :after "
+    "AND a.owner_id % :shards = :shard "
     "AND NOT EXISTS (SELECT 1 FROM payouts po WHERE po.coach_id = a.owner_id "
     "  AND po.currency = a.currency AND po.status IN ('pending', 'waiting_funds')) "
     "ORDER BY a.id LIMIT :limit"
 )
-
-
-async def _pages(
-    factory: Factory, query: Any, params: dict[str, Any], limit: int
-) -> AsyncIterator[Any]:
-    after = 0
-    while True:
-        async with factory() as db:
-            rows = (await db.execute(query, {**params, "after": after, "limit": limit})).all()
-        for row in rows:
-            yield row
-        if len(rows) < limit:
-            return
-        after = int(rows[-1][0])
 
 
 async def run_payout_job(
@@ -241,18 +162,19 @@ async def run_payout_job(
     concurrency: int | None = None,
     hook: CrashHook = _no_crash,
 ) -> PayoutResult:
-    """Retry the open payouts that are due, then create and send new ones.
+    """Per shard of coaches: retry the open payouts that are due, then create and send
+    new ones.
 
-    Holds the release job's lock too: a payout run never overlaps a release
-    run anywhere, so it sees every release of the moment and pays a coach one
-    transfer, not one per release batch that happened to be committed.
+    Holds the release job's lock in shared mode: a payout run never overlaps a
+    release run anywhere, so it sees every release of the moment and pays a
+    coach one transfer, not one per release batch that happened to be
+    committed; other payout runs may go on at once, each on the shards it took.
     """
-    async with job_lock(factory, PAYOUT_JOB, RELEASE_JOB) as got:
-        if not got:
+    async with job_locks(factory, shared=(RELEASE_JOB,)) as locks:
+        if locks is None:
             return PayoutResult(ran=False)
         result = PayoutResult()
         now = clock.now()
-        limit = settings.job_batch_size
         kw: dict[str, Any] = {"gateway": gateway, "clock": clock, "settings": settings}
 
         async def send(held: Factory, payout_id: int, *, only_due: bool = True) -> None:
@@ -267,17 +189,15 @@ async def run_payout_job(
         async def retry(held: Factory, row: Any) -> None:
             await send(held, int(row.id))
 
-        await _pool(
-            factory,
-            _pages(factory, _DUE_PAYOUTS, {"now": now}, limit),
-            retry,
-            _workers(settings, concurrency),
-        )
-
         async def create(held: Factory, row: Any) -> None:
             try:
                 async with held() as db, db.begin():
-                    made = await reserve(db, coach_id=row.coach_id, currency=row.currency, now=now)
+                    coach, cur = int(row.coach_id), str(row.currency)
+                    made: Payout | Refusal | None = await reserve_due(
+                        db, coach_id=coach, currency=cur, schedule=row.payout_schedule, now=now
+                    )
+                    if made is None:  # declined: the exact checks, and the reason
+                        made = await reserve(db, coach_id=coach, currency=cur, now=now)
                     if isinstance(made, Refusal):
                         result.not_created[made.reason] += 1
                         return
@@ -290,9 +210,43 @@ async def run_payout_job(
             hook("after_reserve")
             await send(held, made.id, only_due=False)
 
-        candidates = _eligible(_pages(factory, _CANDIDATES, {}, limit), now)
-        await _pool(factory, candidates, create, _workers(settings, concurrency))
+        work = _shard_work(factory, locks, result, now, settings.job_batch_size, retry, create)
+        # One pool for every shard: a slow coach holds one worker, never the next shard.
+        await _pool(factory, work, _call, _workers(settings, concurrency))
+    result.ran = result.shards > 0
     return result
+
+
+Step = Callable[[Factory, Any], Awaitable[None]]
+
+
+async def _call(held: Factory, item: tuple[Step, Any]) -> None:
+    await item[0](held, item[1])
+
+
+async def _shard_work(
+    factory: Factory,
+    locks: Locks,
+    result: PayoutResult,
+    now: datetime,
+    limit: int,
+    retry: Step,
+    create: Step,
+) -> AsyncIterator[tuple[Step, Any]]:
+    """The run's work, shard by shard, for the shards this run can lock (kept to its
+    end). Started at a random shard so processes starting together spread out;
+    read as the workers take it (bounded queue), so a busy process takes fewer."""
+    first = random.randrange(SHARDS)
+    for i in range(SHARDS):
+        shard = (first + i) % SHARDS
+        if not await locks.take(SHARD_LOCK_BASE + shard):
+            continue  # another run is paying these coaches
+        result.shards += 1
+        params = {"shards": SHARDS, "shard": shard}
+        async for row in _pages(factory, _DUE_PAYOUTS, {"now": now, **params}, limit):
+            yield retry, row
+        async for row in _eligible(_pages(factory, _CANDIDATES, params, limit), now):
+            yield create, row
 
 
 def _workers(settings: Settings, wanted: int | None) -> int:
@@ -331,6 +285,8 @@ async def run_cycle(
 
 
 __all__ = [
+    "LOCK_CLASS",
+    "SHARDS",
     "CycleResult",
     "PayoutResult",
     "ReleaseResult",

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -40,7 +40,7 @@ from ledger.accounts import AccountRef, Kind, get_account_id
 from ledger.models import Earning
 from ledger.posting import Leg, TxType, post
 from payouts import sql
-from payouts.models import FAILED, OPEN_STATUSES, PAID, PENDING, WAITING_FUNDS, Payout
+from payouts.models import FAILED, PAID, PENDING, WAITING_FUNDS, Payout
 from payouts.models import PayoutAttempt as Attempt
 from payouts.schedule import is_due
 
@@ -78,11 +78,14 @@ async def _lock_available(db: AsyncSession, account_id: int, *, wait: bool) -> i
     lock = "FOR UPDATE" if wait else "FOR UPDATE SKIP LOCKED"
     rows = (
         await db.execute(
-            text(f"SELECT balance FROM ledger_balance_slots WHERE account_id = :a {lock}"),
+            text(
+                "SELECT balance, (SELECT slots FROM ledger_accounts a WHERE a.id = s.account_id) "
+                f"FROM ledger_balance_slots s WHERE account_id = :a {lock}"
+            ),
             {"a": account_id},
         )
     ).all()
-    if not rows:
+    if not rows or len(rows) < int(rows[0][1]):  # a slot skipped: the sum is not the balance
         return None
     return -sum(int(r[0]) for r in rows)
 
@@ -96,7 +99,7 @@ async def _lock_by_owner(
     rows = (
         await db.execute(text(sql.LOCK_BY_OWNER + lock), {"c": coach_id, "cur": currency})
     ).all()
-    if not rows:
+    if not rows or len(rows) < int(rows[0][2]):  # missing, or a slot skipped (busy)
         return None
     return int(rows[0][0]), -sum(int(r[1]) for r in rows)
 
@@ -198,15 +201,6 @@ async def reserve(
     make_transient_to_detached(payout)
     db.add(payout)
     return payout
-
-
-async def lock_open(db: AsyncSession, payout_id: int, *, now: datetime | None) -> Payout | None:
-    """Claim an open payout (skipping one another worker holds); with ``now``, only if due."""
-    stmt = select(Payout).where(Payout.id == payout_id, Payout.status.in_(OPEN_STATUSES))
-    if now is not None:
-        stmt = stmt.where((Payout.next_attempt_at.is_(None)) | (Payout.next_attempt_at <= now))
-    row = await db.execute(stmt.with_for_update(skip_locked=True))
-    return row.scalar_one_or_none()
 
 
 def log_attempt(

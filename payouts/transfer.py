@@ -30,8 +30,9 @@ from core.stripe_errors import (
 from core.stripe_gateway import StripeGateway
 from core.stripe_types import Transfer
 from payouts.errors import SimulatedCrash
+from payouts.hotpath import claim, settle_one
 from payouts.models import Payout
-from payouts.service import fail, leave_pending, lock_open, log_attempt, settle, wait_for_funds
+from payouts.service import fail, leave_pending, log_attempt, settle, wait_for_funds
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +101,10 @@ async def process_payout(
 ) -> Outcome:
     async with factory() as db, db.begin():
         now = clock.now()
-        payout = await lock_open(db, payout_id, now=now if only_due else None)
-        if payout is None:
+        claimed = await claim(db, payout_id, now=now if only_due else None)
+        if claimed is None:
             return "skipped"
+        payout, in_transit, cash = claimed
         hook("before_transfer")
         window = timedelta(hours=settings.stripe_idempotency_window_hours)
         try:
@@ -128,14 +130,23 @@ async def process_payout(
             leave_pending(payout, message=exc.message, now=now)
             return "unknown"
         hook("after_transfer")
-        await settle(  # records the attempt too
-            db,
-            payout,
-            transfer,
-            now=now,
-            outcome="found" if found else "paid",
-            hot_slots=settings.ledger_hot_slots,
-            after_post=lambda: hook("during_settle"),
-        )
+        outcome = "found" if found else "paid"
+        if in_transit is not None and cash is not None:
+            # One statement: the posting and the row move together, so the
+            # "during settle" crash lands after both, before the commit.
+            await settle_one(
+                db, payout, transfer, in_transit=in_transit, cash=cash, now=now, outcome=outcome
+            )
+            hook("during_settle")
+        else:  # an account to create first: the long way (records the attempt too)
+            await settle(
+                db,
+                payout,
+                transfer,
+                now=now,
+                outcome=outcome,
+                hot_slots=settings.ledger_hot_slots,
+                after_post=lambda: hook("during_settle"),
+            )
         hook("before_commit")
         return "paid"

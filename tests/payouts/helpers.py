@@ -30,7 +30,11 @@ async def make_coach(
     payouts_enabled: bool = True,
     paused: bool = False,
     account: str | None = None,
+    in_transit: bool = False,
 ) -> int:
+    """A coach with a Connect account. ``in_transit``: its in-transit ledger account
+    made now, as after a first payout, so the job reserves in one statement
+    (payouts/hotpath.py) instead of the exact path that creates the account."""
     n = next(_seq)
     coach_id = (
         await db.execute(
@@ -52,6 +56,8 @@ async def make_coach(
         ),
         {"u": coach_id, "a": account or f"acct_test{coach_id}x{n}", "e": payouts_enabled},
     )
+    if in_transit:
+        await get_account_id(db, AccountRef.coach(int(coach_id), Kind.IN_TRANSIT, "usd"))
     return int(coach_id)
 
 

@@ -1,10 +1,13 @@
 """The payout job's workers side by side, each on a connection it holds for its life:
-a crash in one worker mid-payout (others in flight), Stripe faults, then reruns."""
+a crash in one worker mid-payout (others in flight), Stripe faults, then reruns;
+and two payout runs at once, sharing the shards."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -14,7 +17,14 @@ from core.clock import FrozenClock
 from core.settings import Settings
 from core.stripe_errors import StripeOutcomeUnknown
 from payouts.errors import SimulatedCrash
-from payouts.jobs import run_cycle
+from payouts.jobs import (
+    RELEASE_JOB,
+    SHARDS,
+    job_lock,
+    run_cycle,
+    run_payout_job,
+    run_release_job,
+)
 from payouts.transfer import CrashHook
 from tests.payouts.emu import ledger_is_consistent
 from tests.payouts.helpers import T0, FakeStripe, add_earning, make_coach, trial_balance_is_zero
@@ -43,7 +53,8 @@ async def test_crash_in_one_worker_while_others_run_then_rerun_pays_each_coach_o
     stripe: FakeStripe,
     step: str,
 ) -> None:
-    coaches = [await make_coach(tx) for _ in range(COACHES)]
+    # Half of them paid before (in-transit account there): both reserve paths.
+    coaches = [await make_coach(tx, in_transit=i % 2 == 0) for i in range(COACHES)]
     for i, coach in enumerate(coaches):
         await add_earning(tx, coach, gross=10_000 + i)
         await add_earning(tx, coach, gross=2_000 + i)
@@ -89,4 +100,31 @@ async def test_crash_in_one_worker_while_others_run_then_rerun_pays_each_coach_o
         )
     )
     assert owed == 0
+    assert await trial_balance_is_zero(tx) and await ledger_is_consistent(tx)
+
+
+async def test_two_payout_runs_at_once_split_the_shards_and_pay_each_coach_once(
+    factory: async_sessionmaker[AsyncSession],
+    tx: AsyncSession,
+    clock: FrozenClock,
+    stripe: FakeStripe,
+) -> None:
+    coaches = [await make_coach(tx, in_transit=i % 2 == 0) for i in range(3 * SHARDS)]
+    for coach in coaches:
+        await add_earning(tx, coach, gross=10_000)
+    await tx.commit()
+    settings = Settings(job_batch_size=5, db_pool_size=6, stripe_secret_key=None)
+    clock.set(DUE)
+    await run_release_job(factory, clock=clock, settings=settings)
+    kw: dict[str, Any] = {"gateway": stripe, "clock": clock, "settings": settings, "concurrency": 2}
+    a, b = await asyncio.gather(run_payout_job(factory, **kw), run_payout_job(factory, **kw))
+    assert a.ran and b.ran  # payout runs share the release lock, not the work
+    assert a.shards + b.shards == SHARDS  # each shard taken by exactly one of them
+    assert a.paid + b.paid == len(coaches) and not a.errors and not b.errors
+    per_coach = Counter(int(t.metadata["coach_id"]) for t in stripe.transfers.values())
+    assert per_coach == Counter(dict.fromkeys(coaches, 1))
+    # A release run is kept out while a payout run holds the shared lock.
+    async with job_lock(factory, RELEASE_JOB) as got:
+        assert got
+        assert not (await run_payout_job(factory, **kw)).ran
     assert await trial_balance_is_zero(tx) and await ledger_is_consistent(tx)

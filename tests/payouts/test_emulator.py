@@ -50,8 +50,11 @@ async def gateway(emu: EmulatorServer) -> AsyncIterator[StripeGateway]:
     await gw.aclose()
 
 
-async def one_coach(tx: AsyncSession, gateway: StripeGateway, emu: EmulatorServer) -> int:
-    coach = await make_coach(tx, account=await emulator_account(gateway, emu))
+async def one_coach(
+    tx: AsyncSession, gateway: StripeGateway, emu: EmulatorServer, *, in_transit: bool = False
+) -> int:
+    account = await emulator_account(gateway, emu)
+    coach = await make_coach(tx, account=account, in_transit=in_transit)
     await add_earning(tx, coach, gross=10_000)
     await add_earning(tx, coach, gross=5_000)
     await tx.commit()
@@ -88,6 +91,9 @@ async def assert_paid_once(tx: AsyncSession, emu: EmulatorServer, coach: int) ->
         "before_commit",
     ],
 )
+# in_transit: the coach was paid before, so reserve and settle each run as one
+# statement (payouts/hotpath.py); without it the exact path creates the account.
+@pytest.mark.parametrize("in_transit", [False, True], ids=["exact_path", "one_statement"])
 async def test_crash_at_each_step_then_rerun_pays_exactly_once(
     factory: async_sessionmaker[AsyncSession],
     tx: AsyncSession,
@@ -96,8 +102,9 @@ async def test_crash_at_each_step_then_rerun_pays_exactly_once(
     gateway: StripeGateway,
     emu: EmulatorServer,
     step: str,
+    in_transit: bool,
 ) -> None:
-    coach = await one_coach(tx, gateway, emu)
+    coach = await one_coach(tx, gateway, emu, in_transit=in_transit)
     clock.set(DUE)
     with pytest.raises(SimulatedCrash):
         await run_cycle(

@@ -64,7 +64,11 @@ SERVE = (
 from payouts.scheduler import build_scheduler
 async def main():
     engine = create_engine(db_url, pool_size=4)
-    gw = StripeGateway("sk_test_serve", api_base=api_base, backoff_base=0.01)
+    # The platform's one secret key, as in the workers: Stripe (and the emulator)
+    # keeps idempotency keys per API key, and a payout this process sent just
+    # before being stopped (6 s, mid-run: it shares the shards) is sent again by
+    # a worker with the same key, which must replay the transfer, not make one.
+    gw = StripeGateway("sk_test_workers", api_base=api_base, backoff_base=0.01)
     sched = build_scheduler(
         session_factory(engine), gateway=gw, clock=FrozenClock(now), settings=settings
     )
@@ -91,8 +95,10 @@ async def test_two_workers_and_serve_pay_each_coach_and_currency_once(
     fund(server, currency="usd")
     fund(server, currency="eur")
     gw: StripeGateway = emulator_gateway(server)
+    # Half of them paid before in usd (in-transit account there): both reserve paths.
     coaches = [
-        await make_coach(tx, account=await emulator_account(gw, server)) for _ in range(COACHES)
+        await make_coach(tx, account=await emulator_account(gw, server), in_transit=i % 2 == 0)
+        for i in range(COACHES)
     ]
     await gw.aclose()
     for i in range(EARNINGS):
