@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
+import os
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -234,9 +234,11 @@ async def _shard_work(
     create: Step,
 ) -> AsyncIterator[tuple[Step, Any]]:
     """The run's work, shard by shard, for the shards this run can lock (kept to its
-    end). Started at a random shard so processes starting together spread out;
-    read as the workers take it (bounded queue), so a busy process takes fewer."""
-    first = random.randrange(SHARDS)
+    end). Started at a shard of the process id so processes starting together
+    spread out, while one process always goes in the same order (a seeded chaos
+    run replays); read as the workers take it (bounded queue), so a busy process
+    takes fewer."""
+    first = os.getpid() % SHARDS
     for i in range(SHARDS):
         shard = (first + i) % SHARDS
         if not await locks.take(SHARD_LOCK_BASE + shard):
