@@ -181,8 +181,15 @@ class InboxReceiver:
     process that never receives (``coachpay worker``) never connects."""
 
     def __init__(
-        self, url: str, *, connections: int = 4, max_batch: int = 500, ping: bool = True
+        self,
+        url: str,
+        *,
+        connections: int = 4,
+        max_batch: int = 500,
+        ping: bool = True,
+        timeout: float = 10.0,
     ) -> None:
+        self._timeout = timeout  # waiting for a connection: then InboxUnavailable
         self._url = libpq_url(url)
         self._pool: AsyncConnectionPool[Any] | None = None
         self._open_lock = asyncio.Lock()
@@ -242,7 +249,7 @@ class InboxReceiver:
                         max_size=self._connections,
                         kwargs={"autocommit": True},
                         check=self._check if self._ping else None,
-                        timeout=10.0,
+                        timeout=self._timeout,
                         open=False,
                         name="coachpay-inbox",
                     )

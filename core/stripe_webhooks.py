@@ -74,6 +74,8 @@ def parse_event(payload: bytes) -> StripeEvent:
         body = _decode(payload)
     except msgspec.DecodeError as exc:
         raise WebhookPayloadInvalid("payload is not JSON") from exc
+    except RecursionError as exc:  # msgspec stops at ~1000 levels of nesting
+        raise WebhookPayloadInvalid("payload is nested too deeply") from exc
     if not isinstance(body, dict):
         raise WebhookPayloadInvalid("payload is not a JSON object")
     try:
@@ -126,7 +128,7 @@ def verify_event_head(
         return _checked(_head_of(construct_event(payload, sig_header, secret, tolerance=tolerance)))
     try:
         head = _decode_head(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         # Not the shape Stripe sends, but maybe still an event by from_dict's rules.
         return _checked(_head_of(parse_event(payload)))
     raw = bytes(head.data.object)
