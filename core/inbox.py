@@ -92,7 +92,15 @@ _UNLEASE = text(
 _CLAIM_DUE = text(
     "UPDATE webhook_events SET next_attempt_at = :until WHERE id IN ("
     f" SELECT id FROM webhook_events WHERE {_OWED} AND next_attempt_at <= :now"
-    " ORDER BY next_attempt_at, id LIMIT :batch FOR UPDATE SKIP LOCKED) RETURNING id"
+    " ORDER BY next_attempt_at, id LIMIT :batch FOR UPDATE SKIP LOCKED) RETURNING id, type"
+)
+# Events no handler takes, marked in one statement (what process_event does for each:
+# claim it unless locked elsewhere, mark it ignored).
+_IGNORE_MANY = text(
+    f"UPDATE webhook_events SET status = '{IGNORED}', processed_at = :now,"
+    " attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL WHERE id IN ("
+    f" SELECT id FROM webhook_events WHERE id = ANY(:ids) AND {_OWED} FOR UPDATE SKIP LOCKED)"
+    " RETURNING id"
 )
 
 
@@ -319,9 +327,16 @@ async def claim_due(
     (claim, effects and mark in one transaction), so exactly-once does not
     rest on it. A worker that dies leaves its lease to expire.
     """
+    return sorted(row_id for row_id, _ in await _claim_due_typed(factory, now=now, batch=batch))
+
+
+async def _claim_due_typed(
+    factory: async_sessionmaker[AsyncSession], *, now: datetime, batch: int
+) -> list[tuple[int, str]]:
     async with factory() as db, db.begin():
         params = {"now": now, "batch": batch, "until": now + CLAIM_LEASE}
-        return sorted((await db.execute(_CLAIM_DUE, params)).scalars().all())
+        rows = (await db.execute(_CLAIM_DUE, params)).all()
+    return sorted((int(r[0]), str(r[1])) for r in rows)
 
 
 async def _process_batch(
@@ -333,8 +348,16 @@ async def _process_batch(
     concurrency: int,
 ) -> tuple[int, int]:
     """(claimed, processed or ignored): events run ``concurrency`` at a time (each in
-    its own transaction; handlers take events in any order, see HandlerRegistry)."""
-    ids = await claim_due(factory, now=now, batch=batch)
+    its own transaction; handlers take events in any order, see HandlerRegistry).
+    Events no handler takes are marked ignored together, in one statement."""
+    claimed = await _claim_due_typed(factory, now=now, batch=batch)
+    unhandled = [i for i, t in claimed if t not in registry]
+    ids = [i for i, t in claimed if t in registry]
+    ignored: set[int] = set()
+    if unhandled:
+        async with factory() as db, db.begin():
+            params = {"ids": unhandled, "now": ctx.clock.now()}
+            ignored = {int(r) for r in (await db.execute(_IGNORE_MANY, params)).scalars()}
     gate = asyncio.Semaphore(max(concurrency, 1))
 
     async def one(row_id: int) -> Outcome:
@@ -346,10 +369,11 @@ async def _process_batch(
     # worker's claim statement that read it as due just before our lease
     # committed. Hand the lease back, or the event would wait out CLAIM_LEASE.
     skipped = [i for i, r in zip(ids, results, strict=True) if r == "skipped"]
+    skipped += [i for i in unhandled if i not in ignored]
     if skipped:
         async with factory() as db, db.begin():
             await db.execute(_UNLEASE, {"ids": skipped, "now": now})
-    return len(ids), sum(r in ("processed", "ignored") for r in results)
+    return len(claimed), len(ignored) + sum(r in ("processed", "ignored") for r in results)
 
 
 async def drain(

@@ -157,3 +157,37 @@ def test_libpq_url_accepts_sqlalchemy_urls() -> None:
     assert libpq_url("postgresql+psycopg://u@h:1/d") == "postgresql://u@h:1/d"
     assert libpq_url("postgres://u@h/d") == "postgresql://u@h/d"
     assert libpq_url("postgresql://u@h/d") == "postgresql://u@h/d"
+
+
+async def test_worker_marks_unhandled_events_ignored_together_and_runs_handled_ones(
+    receiver: InboxReceiver, clean_engine: AsyncEngine
+) -> None:
+    from core.clock import FrozenClock
+    from core.db import session_factory
+    from core.inbox import HandlerContext, HandlerRegistry, process_due
+    from core.settings import load_settings
+
+    seen: list[str] = []
+
+    async def handle(db: object, event: object, ctx: object) -> None:
+        seen.append(event.id)  # type: ignore[attr-defined]
+
+    registry = HandlerRegistry()
+    registry.register("test.handled", handle)
+    handled = Receipt(
+        "evt_h", "platform", "test.handled", None, False,
+        '{"id": "evt_h", "object": "event", "type": "test.handled", "created": 1,'
+        ' "data": {"object": {}}}',
+        NOW, NOW,
+    )  # fmt: skip
+    await asyncio.gather(
+        receiver.store(handled), *(receiver.store(receipt(f"evt_{i}")) for i in range(4))
+    )
+    ctx = HandlerContext(gateway=None, clock=FrozenClock(NOW), settings=load_settings())  # type: ignore[arg-type]
+    factory = session_factory(clean_engine)
+    assert await process_due(factory, registry, ctx, now=NOW) == 5
+    assert seen == ["evt_h"]
+    rows = {r[0]: (r[1], r[2]) for r in await _rows(clean_engine)}
+    assert rows.pop("evt_h") == ("processed", 1)
+    assert set(rows.values()) == {("ignored", 1)} and len(rows) == 4
+    assert await process_due(factory, registry, ctx, now=NOW) == 0  # nothing owed any more
