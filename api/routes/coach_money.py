@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Router, get
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from api.auth import claims_of
@@ -22,8 +22,8 @@ from core.users import LAST_SEEN_GRANULARITY, Role
 from payouts import views
 
 MAX_ID = 2**63 - 1
-Limit = Annotated[int, Parameter(query="limit", ge=1, le=views.MAX_PAGE)]
-Before = Annotated[int | None, Parameter(query="before", ge=1, le=MAX_ID)]
+Limit = Annotated[int, QueryParameter(name="limit", ge=1, le=views.MAX_PAGE)]
+Before = Annotated[int | None, QueryParameter(name="before", ge=1, le=MAX_ID)]
 _AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
