@@ -172,3 +172,18 @@ async def test_other_methods_and_paths_still_reach_litestar(
 ) -> None:
     assert (await app_client.get(PLATFORM)).status_code == 405
     assert (await app_client.post("/v1/webhooks/stripe/other")).status_code == 404
+
+
+async def test_litestar_route_gives_the_same_answers(
+    app_client: AsyncTestClient[Litestar], stripe_signer: StripeSigner, clean_engine: AsyncEngine
+) -> None:
+    # A trailing slash is not the fast path's exact path: Litestar's route serves it,
+    # through the same receive_delivery.
+    event = stripe_signer.event(TYPE, {"id": "x"}, id="evt_slash")
+    first = await app_client.post(PLATFORM + "/", **stripe_signer.delivery(event))
+    again = await app_client.post(PLATFORM, **stripe_signer.delivery(event))
+    assert first.status_code == 200 and first.json() == {"received": True, "duplicate": False}
+    assert again.json() == {"received": True, "duplicate": True}
+    bad = await app_client.post(PLATFORM + "/", content=b"{}", headers={"Stripe-Signature": "x"})
+    assert bad.status_code == 400 and bad.json()["error"] == "WebhookSignatureInvalid"
+    assert await _ids(clean_engine) == ["evt_slash"]
