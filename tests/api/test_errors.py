@@ -8,6 +8,7 @@ from typing import Annotated
 import msgspec
 import pytest
 from litestar import Litestar, Router, get, post
+from litestar.params import FromPath, JSONBody
 from litestar.testing import AsyncTestClient
 from litestar.types import ControllerRouterHandler
 
@@ -21,7 +22,7 @@ class Thing(msgspec.Struct, forbid_unknown_fields=True):
 
 
 @post("/things", status_code=201)
-async def create_thing(data: Thing) -> Thing:
+async def create_thing(data: JSONBody[Thing]) -> Thing:
     return data
 
 
@@ -39,7 +40,7 @@ ERRORS: dict[str, Exception] = {
 
 
 @get("/raise/{kind:str}")
-async def raise_it(kind: str) -> None:
+async def raise_it(kind: FromPath[str]) -> None:
     raise ERRORS[kind]
 
 
