@@ -80,6 +80,21 @@ def _page(raw: dict[str, Any], parse: Callable[[dict[str, Any]], T]) -> Page[T]:
     )
 
 
+async def _first_match(
+    list_page: Callable[[str | None], Awaitable[Page[T]]], match: Callable[[T], bool]
+) -> T | None:
+    """The first object of a paged Stripe list that matches, reading pages until found."""
+    cursor: str | None = None
+    while True:
+        page = await list_page(cursor)
+        for item in page.data:
+            if match(item):
+                return item
+        if not page.has_more or page.last_id is None:
+            return None
+        cursor = page.last_id
+
+
 class StripeGateway:
     def __init__(
         self,
@@ -183,15 +198,10 @@ class StripeGateway:
         Stripe has no account search, and forgets idempotency keys after 24 h:
         an account whose creation we never recorded is found by listing (every
         account, newest first; only on that rare recovery path)."""
-        cursor: str | None = None
-        while True:
-            page = await self.list_accounts(starting_after=cursor)
-            for account in page.data:
-                if account.metadata.get(key) == value:
-                    return account
-            if not page.has_more or page.last_id is None:
-                return None
-            cursor = page.last_id
+        return await _first_match(
+            lambda cursor: self.list_accounts(starting_after=cursor),
+            lambda account: account.metadata.get(key) == value,
+        )
 
     async def update_account(
         self, account_id: str, *, metadata: dict[str, str], idempotency_key: str
@@ -405,17 +415,12 @@ class StripeGateway:
         Stripe forgets idempotency keys after 24 h, so a payout still unsettled
         after that is looked up by the metadata we stamped on it before a new
         transfer is attempted."""
-        cursor: str | None = None
-        while True:
-            page = await self.list_transfers(
+        return await _first_match(
+            lambda cursor: self.list_transfers(
                 transfer_group=transfer_group, destination=destination, starting_after=cursor
-            )
-            for transfer in page.data:
-                if transfer.metadata.get(key) == value:
-                    return transfer
-            if not page.has_more or page.last_id is None:
-                return None
-            cursor = page.last_id
+            ),
+            lambda transfer: transfer.metadata.get(key) == value,
+        )
 
     async def create_transfer_reversal(
         self,

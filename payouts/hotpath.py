@@ -24,7 +24,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from core.stripe_types import Transfer
 from ledger.posting import TxType
 from payouts import sql
-from payouts.models import PAID, PENDING, Payout
+from payouts.models import PAID, Payout, reserved_payout
 from payouts.schedule import period_start
 
 _COLUMNS = tuple(c.key for c in Payout.__table__.columns)
@@ -57,30 +57,14 @@ async def reserve_due(
     row = (await db.execute(sql.RESERVE_DUE, params)).one_or_none()
     if row is None:
         return None
-    payout = Payout(
-        id=int(row.id),
+    payout = reserved_payout(
+        payout_id=int(row.id),
         coach_id=coach_id,
         currency=currency,
         amount=int(row.amount),
-        status=PENDING,
         destination=row.destination,
-        stripe_transfer_id=None,
-        key_generation=0,
-        attempts=0,
-        last_attempt_at=None,
-        next_attempt_at=None,
-        last_error=None,
-        failure_code=None,
-        failure_reason=None,
-        reversed_amount=0,
-        retry_of=None,
         reserve_transaction_id=int(row.reserve_transaction_id),
-        settle_transaction_id=None,
-        failure_transaction_id=None,
-        created_at=now,
-        updated_at=now,
-        settled_at=None,
-        failed_at=None,
+        now=now,
     )
     return _attach(db, payout)
 

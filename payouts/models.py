@@ -97,3 +97,27 @@ class ConnectPayout(Base):
     event_created: Mapped[datetime] = mapped_column()
     created_at: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column()
+
+
+def reserved_payout(
+    *,
+    payout_id: int,
+    coach_id: int,
+    currency: str,
+    amount: int,
+    destination: str,
+    reserve_transaction_id: int,
+    now: datetime,
+    retry_of: int | None = None,
+) -> Payout:
+    """The row a reserve just inserted, as an ORM object with every column set
+    (attached detached-clean by the caller: no SELECT to load it back)."""
+    return Payout(
+        id=payout_id, coach_id=coach_id, currency=currency, amount=amount, status=PENDING,
+        destination=destination, stripe_transfer_id=None, key_generation=0, attempts=0,
+        last_attempt_at=None, next_attempt_at=None, last_error=None, failure_code=None,
+        failure_reason=None, reversed_amount=0, retry_of=retry_of,
+        reserve_transaction_id=reserve_transaction_id, settle_transaction_id=None,
+        failure_transaction_id=None, created_at=now, updated_at=now, settled_at=None,
+        failed_at=None,
+    )  # fmt: skip

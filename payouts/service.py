@@ -40,7 +40,7 @@ from ledger.accounts import AccountRef, Kind, get_account_id
 from ledger.models import Earning
 from ledger.posting import Leg, TxType, post
 from payouts import sql
-from payouts.models import FAILED, PAID, PENDING, WAITING_FUNDS, Payout
+from payouts.models import FAILED, PAID, PENDING, WAITING_FUNDS, Payout, reserved_payout
 from payouts.models import PayoutAttempt as Attempt
 from payouts.schedule import is_due
 
@@ -173,30 +173,15 @@ async def reserve(
     await db.execute(sql.RESERVED, params)
     # The row as written, made a persistent (clean) object of this session
     # without the ORM reading it back or writing it again.
-    payout = Payout(
-        id=payout_id,
+    payout = reserved_payout(
+        payout_id=payout_id,
         coach_id=coach_id,
         currency=currency,
         amount=owed,
-        status=PENDING,
         destination=coach.stripe_account_id,
-        stripe_transfer_id=None,
-        key_generation=0,
-        attempts=0,
-        last_attempt_at=None,
-        next_attempt_at=None,
-        last_error=None,
-        failure_code=None,
-        failure_reason=None,
-        reversed_amount=0,
-        retry_of=retry_of,
         reserve_transaction_id=result.transaction_id,
-        settle_transaction_id=None,
-        failure_transaction_id=None,
-        created_at=now,
-        updated_at=now,
-        settled_at=None,
-        failed_at=None,
+        now=now,
+        retry_of=retry_of,
     )
     make_transient_to_detached(payout)
     db.add(payout)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from connect.models import ConnectAccount
 from connect.service import ensure_profile
@@ -23,6 +24,8 @@ from sessions.booking import book
 from sessions.catalog import create_session
 from sessions.models import Booking, CoachingSession
 from sessions.webhooks import register_handlers
+
+T = TypeVar("T")
 
 _seq = itertools.count(1)
 
@@ -209,3 +212,11 @@ async def ledger_snapshot(db: AsyncSession) -> dict[str, Any]:
 
 async def count(db: AsyncSession, model: Any) -> int:
     return int((await db.execute(select(func.count()).select_from(model))).scalar_one())
+
+
+async def in_tx(
+    factory: async_sessionmaker[AsyncSession], fn: Callable[[AsyncSession], Awaitable[T]]
+) -> T:
+    """``fn`` in a transaction of its own, committed."""
+    async with factory() as db, db.begin():
+        return await fn(db)

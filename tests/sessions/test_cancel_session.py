@@ -8,7 +8,7 @@ test_concurrency.py (the truncated database restarts ids at 1).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from core.clock import FrozenClock
 from core.db import session_factory
 from core.inbox import HandlerContext
-from core.settings import Settings
 from core.stripe_errors import StripeRefused
 from core.stripe_gateway import StripeGateway
 from emulator.server import EmulatorServer
@@ -32,6 +31,7 @@ from tests.sessions.helpers import (
     book_for,
     event_mark,
     events_since,
+    in_tx,
     make_coach,
     make_session,
     make_user,
@@ -40,30 +40,6 @@ from tests.sessions.helpers import (
 )
 
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def own_emulator() -> Iterator[EmulatorServer]:
-    server = EmulatorServer(seed=29).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def cctx(
-    own_emulator: EmulatorServer, clock: FrozenClock, settings: Settings
-) -> AsyncIterator[HandlerContext]:
-    own_emulator.control("POST", "reset")
-    gw = StripeGateway("sk_test_cancel", api_base=own_emulator.base_url, max_retries=0, timeout=10)
-    yield HandlerContext(gateway=gw, clock=clock, settings=settings)
-    await gw.aclose()
-
-
-async def _in_tx(
-    factory: async_sessionmaker[AsyncSession], fn: Callable[[AsyncSession], Awaitable[T]]
-) -> T:
-    async with factory() as db, db.begin():
-        return await fn(db)
 
 
 async def _paid_session(
@@ -86,30 +62,30 @@ async def _paid_session(
         ]
         return coach, session.id, bookings
 
-    coach, session_id, bookings = await _in_tx(factory, setup)
+    coach, session_id, bookings = await in_tx(factory, setup)
     for booking in bookings:
         mark = event_mark(emulator)
         pay(emulator, booking)
         (done,) = [
             e for e in events_since(emulator, mark) if e.type == "checkout.session.completed"
         ]
-        await _in_tx(factory, lambda db, e=done: on_checkout_paid(db, e, ctx))  # type: ignore[misc]
+        await in_tx(factory, lambda db, e=done: on_checkout_paid(db, e, ctx))  # type: ignore[misc]
     return coach, session_id, [b.id for b in bookings]
 
 
 async def test_two_settle_runs_at_once_refund_each_booking_once(
-    clean_engine: AsyncEngine, cctx: HandlerContext, own_emulator: EmulatorServer
+    clean_engine: AsyncEngine, race_ctx: HandlerContext, own_emulator: EmulatorServer
 ) -> None:
     factory = session_factory(clean_engine)
-    coach, session_id, ids = await _paid_session(factory, cctx, own_emulator, 3)
-    await _in_tx(
+    coach, session_id, ids = await _paid_session(factory, race_ctx, own_emulator, 3)
+    await in_tx(
         factory,
         lambda db: cancel_session(
-            db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=cctx.clock
+            db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=race_ctx.clock
         ),
     )
     runs = await asyncio.gather(
-        *(settle_owed(factory, gateway=cctx.gateway, clock=cctx.clock) for _ in range(2))
+        *(settle_owed(factory, gateway=race_ctx.gateway, clock=race_ctx.clock) for _ in range(2))
     )
     assert sorted(runs[0].refunded + runs[1].refunded) == ids
     assert len(own_emulator.state.refunds) == 3
@@ -124,29 +100,29 @@ async def test_two_settle_runs_at_once_refund_each_booking_once(
 
 
 async def test_only_its_coach_before_the_start_or_an_admin_may_cancel(
-    clean_engine: AsyncEngine, cctx: HandlerContext, own_emulator: EmulatorServer
+    clean_engine: AsyncEngine, race_ctx: HandlerContext, own_emulator: EmulatorServer
 ) -> None:
     factory = session_factory(clean_engine)
-    coach, session_id, _ = await _paid_session(factory, cctx, own_emulator, 1)
-    stranger = await _in_tx(factory, lambda db: make_user(db, "coach", cctx.clock.now()))
+    coach, session_id, _ = await _paid_session(factory, race_ctx, own_emulator, 1)
+    stranger = await in_tx(factory, lambda db: make_user(db, "coach", race_ctx.clock.now()))
 
     def cancel(actor: Actor, clock: Any) -> Callable[[AsyncSession], Awaitable[Any]]:
         return lambda db: cancel_session(db, session_id=session_id, actor=actor, clock=clock)
 
     with pytest.raises(SessionNotFound):
-        await _in_tx(factory, cancel(Actor.user(stranger, "coach"), cctx.clock))
-    late = FrozenClock(cctx.clock.now())
+        await in_tx(factory, cancel(Actor.user(stranger, "coach"), race_ctx.clock))
+    late = FrozenClock(race_ctx.clock.now())
     async with factory() as db:
         starts = await db.scalar(
             text("SELECT starts_at FROM coaching_sessions WHERE id = :s"), {"s": session_id}
         )
     late.set(starts)
     with pytest.raises(SessionNotCancellable):
-        await _in_tx(factory, cancel(Actor.user(coach, "coach"), late))
+        await in_tx(factory, cancel(Actor.user(coach, "coach"), late))
     async with factory() as db:
         assert await bookings_owed(db, limit=10) == []
-    admin = await _in_tx(factory, lambda db: make_user(db, "admin", cctx.clock.now()))
-    row = await _in_tx(factory, cancel(Actor.user(admin, "admin"), late))
+    admin = await in_tx(factory, lambda db: make_user(db, "admin", race_ctx.clock.now()))
+    row = await in_tx(factory, cancel(Actor.user(admin, "admin"), late))
     assert row.status == "cancelled"
 
 
@@ -165,20 +141,20 @@ class _Refusing:
 
 
 async def test_a_refused_refund_waits_for_a_person_and_is_not_retried(
-    clean_engine: AsyncEngine, cctx: HandlerContext, own_emulator: EmulatorServer
+    clean_engine: AsyncEngine, race_ctx: HandlerContext, own_emulator: EmulatorServer
 ) -> None:
     factory = session_factory(clean_engine)
-    coach, session_id, (booking_id,) = await _paid_session(factory, cctx, own_emulator, 1)
-    await _in_tx(
+    coach, session_id, (booking_id,) = await _paid_session(factory, race_ctx, own_emulator, 1)
+    await in_tx(
         factory,
         lambda db: cancel_session(
-            db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=cctx.clock
+            db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=race_ctx.clock
         ),
     )
-    refusing = _Refusing(cctx.gateway)
-    report = await settle_owed(factory, gateway=refusing, clock=cctx.clock)  # type: ignore[arg-type]
+    refusing = _Refusing(race_ctx.gateway)
+    report = await settle_owed(factory, gateway=refusing, clock=race_ctx.clock)  # type: ignore[arg-type]
     assert report.refused == [booking_id] and report.refunded == []
-    again = await settle_owed(factory, gateway=refusing, clock=cctx.clock)  # type: ignore[arg-type]
+    again = await settle_owed(factory, gateway=refusing, clock=race_ctx.clock)  # type: ignore[arg-type]
     assert again.refused == [] and refusing.calls == 1
     async with factory() as db:
         booking = await db.get(Booking, booking_id)

@@ -9,19 +9,15 @@ derived from them with another test's object.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from core.clock import FrozenClock
 from core.db import session_factory
 from core.errors import Conflict
 from core.inbox import HandlerContext
-from core.settings import Settings
-from core.stripe_gateway import StripeGateway
 from emulator.server import EmulatorServer
 from ledger.models import Earning, LedgerTransaction
 from sessions.audit import Actor
@@ -35,6 +31,7 @@ from tests.sessions.helpers import (
     book_for,
     event_mark,
     events_since,
+    in_tx,
     make_coach,
     make_session,
     make_user,
@@ -43,30 +40,6 @@ from tests.sessions.helpers import (
 )
 
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def own_emulator() -> Iterator[EmulatorServer]:
-    server = EmulatorServer(seed=23).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def race_ctx(
-    own_emulator: EmulatorServer, clock: FrozenClock, settings: Settings
-) -> AsyncIterator[HandlerContext]:
-    own_emulator.control("POST", "reset")
-    gw = StripeGateway("sk_test_race", api_base=own_emulator.base_url, max_retries=0, timeout=10)
-    yield HandlerContext(gateway=gw, clock=clock, settings=settings)
-    await gw.aclose()
-
-
-async def _in_tx(
-    factory: async_sessionmaker[AsyncSession], fn: Callable[[AsyncSession], Awaitable[T]]
-) -> T:
-    async with factory() as db, db.begin():
-        return await fn(db)
 
 
 async def _world(
@@ -86,7 +59,7 @@ async def _world(
         booking = await book_for(db, ctx, session.id, await make_user(db, "mentee", now))
         return booking.id, session.id
 
-    booking_id, session_id = await _in_tx(factory, setup)
+    booking_id, session_id = await in_tx(factory, setup)
     events: list[Any] = []
     if paid:
         async with factory() as db:
@@ -95,7 +68,7 @@ async def _world(
         mark = event_mark(emulator)
         pay(emulator, booking)
         events = [e for e in events_since(emulator, mark) if e.type == "checkout.session.completed"]
-        await _in_tx(factory, lambda db: on_checkout_paid(db, events[0], ctx))
+        await in_tx(factory, lambda db: on_checkout_paid(db, events[0], ctx))
     return booking_id, session_id, events
 
 
@@ -108,7 +81,7 @@ async def test_two_concurrent_full_refunds_refund_once(
 ) -> None:
     factory = session_factory(clean_engine)
     booking_id, _, _ = await _world(factory, race_ctx, own_emulator, paid=True)
-    admin = await _in_tx(factory, lambda db: make_user(db, "admin", race_ctx.clock.now()))
+    admin = await in_tx(factory, lambda db: make_user(db, "admin", race_ctx.clock.now()))
 
     async def refund(db: AsyncSession) -> Refund:
         return await refund_booking(
@@ -119,7 +92,7 @@ async def test_two_concurrent_full_refunds_refund_once(
             clock=race_ctx.clock,
         )
 
-    results = await _settle([_in_tx(factory, refund), _in_tx(factory, refund)])
+    results = await _settle([in_tx(factory, refund), in_tx(factory, refund)])
     assert sorted(type(r).__name__ for r in results) == ["Conflict", "Refund"]
     assert any(isinstance(r, Conflict) for r in results)
     assert len(own_emulator.state.refunds) == 1
@@ -136,7 +109,7 @@ async def test_two_concurrent_partial_refunds_get_two_keys_and_stay_within_the_p
 ) -> None:
     factory = session_factory(clean_engine)
     booking_id, _, _ = await _world(factory, race_ctx, own_emulator, paid=True)
-    admin = await _in_tx(factory, lambda db: make_user(db, "admin", race_ctx.clock.now()))
+    admin = await in_tx(factory, lambda db: make_user(db, "admin", race_ctx.clock.now()))
 
     def refund(amount: int) -> Callable[[AsyncSession], Awaitable[Refund]]:
         async def run(db: AsyncSession) -> Refund:
@@ -152,10 +125,10 @@ async def test_two_concurrent_partial_refunds_get_two_keys_and_stay_within_the_p
         return run
 
     # 6000 + 6000 > 10000: exactly one of the two may succeed, whichever is first.
-    results = await _settle([_in_tx(factory, refund(6000)), _in_tx(factory, refund(6000))])
+    results = await _settle([in_tx(factory, refund(6000)), in_tx(factory, refund(6000))])
     assert sorted(type(r).__name__ for r in results) == ["Refund", "RefundTooLarge"]
     # Two different refunds that fit: both, as two Stripe refunds.
-    results = await _settle([_in_tx(factory, refund(1000)), _in_tx(factory, refund(3000))])
+    results = await _settle([in_tx(factory, refund(1000)), in_tx(factory, refund(3000))])
     assert all(isinstance(r, Refund) for r in results), results
     assert sorted(r["amount"] for r in own_emulator.state.refunds.values()) == [1000, 3000, 6000]
     async with factory() as db:
@@ -185,7 +158,7 @@ async def test_one_payment_processed_by_two_workers_at_once_is_booked_once(
     # The same payment event picked up by two workers (checkout.session.completed
     # and a late async_payment_succeeded look alike to the handler).
     results = await _settle(
-        [_in_tx(factory, lambda db: on_checkout_paid(db, completed, race_ctx)) for _ in range(2)]
+        [in_tx(factory, lambda db: on_checkout_paid(db, completed, race_ctx)) for _ in range(2)]
     )
     assert results == [None, None]
     async with factory() as db:
@@ -206,9 +179,9 @@ async def test_last_seat_booked_by_two_mentees_at_once(
     factory = session_factory(clean_engine)
     _, session_id, _ = await _world(factory, race_ctx, own_emulator, paid=False, capacity=2)
     now = race_ctx.clock.now()
-    mentees = [await _in_tx(factory, lambda db: make_user(db, "mentee", now)) for _ in range(2)]
+    mentees = [await in_tx(factory, lambda db: make_user(db, "mentee", now)) for _ in range(2)]
     results = await _settle(
-        [_in_tx(factory, lambda db, m=m: book_for(db, race_ctx, session_id, m)) for m in mentees]
+        [in_tx(factory, lambda db, m=m: book_for(db, race_ctx, session_id, m)) for m in mentees]
     )
     assert sorted(type(r).__name__ for r in results) == ["Booking", "SessionFull"]
     assert any(isinstance(r, SessionFull) for r in results)
@@ -245,7 +218,7 @@ async def test_late_expired_event_and_a_payment_lock_in_the_same_order(
         await asyncio.sleep(0.1)
         await on_checkout_expired(db, expired, race_ctx)
 
-    results = await _settle([_in_tx(factory, payment_worker), _in_tx(factory, expired_worker)])
+    results = await _settle([in_tx(factory, payment_worker), in_tx(factory, expired_worker)])
     assert results == [None, None]  # no deadlock victim
     async with factory() as db:
         booking = await db.get(Booking, booking_id)
