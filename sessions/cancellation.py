@@ -27,7 +27,7 @@ from sessions.catalog import lock_session
 from sessions.errors import SessionNotCancellable, SessionNotFound
 from sessions.models import BookingStatus, CoachingSession, SessionStatus
 from sessions.refund_failures import FAILED_STATUSES
-from sessions.refunds import REFUNDABLE, refund_at_stripe
+from sessions.refunds import REFUNDABLE, failed_refunds, refund_at_stripe
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +122,7 @@ async def settle_booking(
     remaining = booking.amount - booking.amount_refunded
     if booking.status not in REFUNDABLE or remaining <= 0 or booking.payment_intent_id is None:
         return "nothing"
-    failed = await db.scalar(
-        text("SELECT count(*) FROM refunds WHERE booking_id = :b AND status = ANY(:s)"),
-        {"b": booking.id, "s": list(FAILED_STATUSES)},
-    )
+    failed = await failed_refunds(db, booking.id)
     try:
         await refund_at_stripe(
             db,
@@ -136,7 +133,7 @@ async def settle_booking(
             reason="session_cancelled",
             metadata={"booking_id": str(booking.id), "source": "session_cancelled"},
             key=idempotency_key(
-                "refund", booking.id, "session-cancelled", booking.amount_refunded, failed or 0
+                "refund", booking.id, "session-cancelled", booking.amount_refunded, failed
             ),
             gateway=gateway,
             now=now,

@@ -131,7 +131,9 @@ async def apply_refund(
     return row
 
 
-async def _failed(db: AsyncSession, booking_id: int) -> int:
+async def failed_refunds(db: AsyncSession, booking_id: int) -> int:
+    """How many of the booking's refunds Stripe failed or canceled (each one makes
+    the next attempt's idempotency key new)."""
     stmt = select(func.count()).where(
         Refund.booking_id == booking_id, Refund.status.in_(FAILED_STATUSES)
     )
@@ -214,7 +216,11 @@ async def refund_booking(
             idempotency_key("refund", booking.id, "client", client_key)
             if client_key is not None
             else idempotency_key(
-                "refund", booking.id, booking.amount_refunded, want, await _failed(db, booking.id)
+                "refund",
+                booking.id,
+                booking.amount_refunded,
+                want,
+                await failed_refunds(db, booking.id),
             )
         ),
         gateway=gateway,
