@@ -43,12 +43,8 @@ async def decode_strict(request: Request[Any, Any, Any], type_: type[T]) -> T:
 Id = Annotated[int, Parameter(gt=0, le=MAX_ID)]
 
 
-class BookingRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """A booking takes no fields."""
-
-
-class CancelRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """Cancelling takes no fields."""
+class NoFields(msgspec.Struct, forbid_unknown_fields=True):
+    """The route takes no fields: no body, or ``{}``."""
 
 
 class CreateSession(msgspec.Struct, forbid_unknown_fields=True):
@@ -201,7 +197,7 @@ async def get_session(
     status_code=201,
     guards=[require_role(Role.MENTEE)],
     request_max_body_size=1024,
-    opt={REQUEST_BODY: BookingRequest},
+    opt={REQUEST_BODY: NoFields},
 )
 async def create_booking(
     session_id: Id,
@@ -213,7 +209,7 @@ async def create_booking(
     """Hold a seat and answer the Stripe Checkout URL to pay it (no body, or ``{}``)."""
     # The price is the session's: a field sent here (an amount, a seat count)
     # is refused rather than silently dropped.
-    await decode_strict(request, BookingRequest)
+    await decode_strict(request, NoFields)
     b = await booking_svc.book(
         db,
         session_id=session_id,
@@ -230,7 +226,7 @@ async def create_booking(
     status_code=200,
     guards=[require_role(Role.COACH, Role.ADMIN)],
     request_max_body_size=1024,
-    opt={REQUEST_BODY: CancelRequest},
+    opt={REQUEST_BODY: NoFields},
 )
 async def cancel_session(
     session_id: Id,
@@ -241,7 +237,7 @@ async def cancel_session(
 ) -> SessionCancelled:
     """Cancel a session (its coach before it starts, an admin any time) and refund its
     paid bookings in full; repeating it settles whatever is still owed (no body, or ``{}``)."""
-    await decode_strict(request, CancelRequest)
+    await decode_strict(request, NoFields)
     actor = Actor.user(current_user.id, current_user.role)
     await cancellation.cancel_session(db, session_id=session_id, actor=actor, clock=ctx.clock)
     # Committed before any refund: each booking is then settled in a

@@ -33,8 +33,9 @@ from api.routes.admin_payouts import PauseRequest
 from api.routes.auth import SessionRequest
 from api.routes.bookings import RefundRequest
 from api.routes.coaches import OnboardingRequest
-from api.routes.sessions import BookingRequest, CancelRequest, CreateSession
+from api.routes.sessions import CreateSession, NoFields
 from api.runtime import Runtime
+from connect.profile import PAYOUT_SCHEDULES
 from core.settings import Settings, load_settings
 from tests.api.conftest import TEST_JWT_SECRET
 from tests.system.conftest import World
@@ -76,8 +77,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/auth/session"): SessionRequest,
     ("POST", "/v1/coaches/me/onboarding"): OnboardingRequest,
     ("POST", "/v1/sessions"): CreateSession,
-    ("POST", "/v1/sessions/{session_id}/bookings"): BookingRequest,
-    ("POST", "/v1/sessions/{session_id}/cancel"): CancelRequest,
+    ("POST", "/v1/sessions/{session_id}/bookings"): NoFields,
+    ("POST", "/v1/sessions/{session_id}/cancel"): NoFields,
     ("POST", "/v1/bookings/{booking_id}/refund"): RefundRequest,
     ("PATCH", "/v1/admin/coaches/{coach_id}"): ProfileChanges,
     ("POST", "/v1/admin/coaches/{coach_id}/payouts/pause"): PauseRequest,
@@ -141,6 +142,9 @@ def test_bodies_read_by_hand_are_declared(fuzz: Fuzz) -> None:
         assert ref == f"#/components/schemas/{body.__name__}", (method, path)
         assert declared["required"] is False  # an empty body is {} on each of them
     profile = spec["components"]["schemas"]["ProfileChanges"]
+    # The documented schedules are the ones validate_changes accepts.
+    documented = profile["properties"]["payout_schedule"]["enum"]
+    assert sorted(documented) == sorted(PAYOUT_SCHEDULES)
     assert profile["additionalProperties"] is False and not profile.get("required")
     assert sorted(spec["components"]["schemas"]["CreateSession"]["required"]) == sorted(
         ["title", "starts_at", "ends_at", "price", "currency"]
