@@ -75,11 +75,12 @@ def create_app(
         app.state["runtime"] = rt
 
     async def on_shutdown(app: Litestar) -> None:
-        # The webhook receiver's pool and batches run on this loop: close them here.
-        if rt.started:
-            await rt.inbox.close()
         if owns_runtime:
-            await rt.stop()
+            await rt.stop()  # closes the webhook receiver too
+        elif rt.started:
+            # The receiver's pool and batches run on this loop, which ends here;
+            # the runtime itself outlives the app (a test client's).
+            await rt.inbox.close()
 
     app = CoachpayApp(
         route_handlers=[*ROUTERS, *extra_route_handlers],

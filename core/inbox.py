@@ -14,14 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 import msgspec
 from sqlalchemy import select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.clock import Clock
 from core.inbox_models import FAILED, IGNORED, PENDING, PROCESSED, WebhookEvent
@@ -41,7 +41,6 @@ __all__ = [
     "process_due",
     "process_event",
     "store_event",
-    "store_received",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,7 +59,6 @@ BACKOFF_CAP = timedelta(hours=6)
 # After this many failures the event waits for a person (next_attempt_at NULL).
 MAX_ATTEMPTS = 15
 _MAX_ERROR_LENGTH = 2000
-_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 _encode = msgspec.json.encode
 
 # The hot path in plain SQL, built once: no ORM statement to build, compile and
@@ -85,7 +83,6 @@ _SET_DONE = (
     " attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL WHERE id = :id"
 )
 _MARK_DONE = text(_SET_DONE)
-_MARK_DONE_IF_OWED = text(f"{_SET_DONE} AND {_OWED} RETURNING id")
 _UNLEASE = text(
     f"UPDATE webhook_events SET next_attempt_at = :now WHERE id = ANY(:ids) AND {_OWED}"
 )
@@ -155,36 +152,7 @@ async def store_event(
     re-encoding ``event.raw``. ``first_attempt_delay``: when the retry job may
     take it (0 when no web process processes it, see ``claim_due``).
     """
-    params = _store_params(event, endpoint, now, payload, first_attempt_delay)
-    new_id: int | None = (await db.execute(_STORE, params)).scalar_one_or_none()
-    return new_id
-
-
-async def store_received(
-    factory: async_sessionmaker[AsyncSession],
-    *,
-    event: StripeEvent,
-    payload: str,
-    endpoint: Endpoint,
-    now: datetime,
-    first_attempt_delay: timedelta = FIRST_RETRY_DELAY,
-) -> int | None:
-    """``store_event`` as one autocommit statement: one round trip, no BEGIN/COMMIT
-    (a single INSERT ... ON CONFLICT is atomic on its own), no ORM session."""
-    params = _store_params(event, endpoint, now, payload, first_attempt_delay)
-    async with _autocommit(factory) as conn:
-        new_id: int | None = (await conn.execute(_STORE, params)).scalar_one_or_none()
-    return new_id
-
-
-def _store_params(
-    event: StripeEvent,
-    endpoint: Endpoint,
-    now: datetime,
-    payload: str | None,
-    first_attempt_delay: timedelta,
-) -> dict[str, object]:
-    return {
+    params = {
         "event_id": event.id,
         "endpoint": endpoint,
         "type": event.type,
@@ -194,19 +162,8 @@ def _store_params(
         "now": now,
         "due": now + first_attempt_delay,
     }
-
-
-@contextlib.asynccontextmanager
-async def _autocommit(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection outside any transaction, for one-statement writes."""
-    engine = factory.kw.get("bind")
-    if not isinstance(engine, AsyncEngine):  # a factory bound otherwise: through a session
-        async with factory() as db:
-            yield await db.connection(execution_options=_AUTOCOMMIT)
-        return
-    async with engine.connect() as conn:
-        await conn.execution_options(**_AUTOCOMMIT)
-        yield conn
+    new_id: int | None = (await db.execute(_STORE, params)).scalar_one_or_none()
+    return new_id
 
 
 async def event_row_id(db: AsyncSession, stripe_event_id: str) -> int | None:
@@ -234,8 +191,6 @@ async def process_event(
     """
     error: BaseException | None = None
     try:
-        if event is not None and event.type not in registry:
-            return await _mark_ignored(factory, event_row_id, now=ctx.clock.now())
         async with factory() as db, db.begin():
             claim = _CLAIM_TYPE if event is not None else _CLAIM
             row = (await db.execute(claim, {"id": event_row_id})).one_or_none()
@@ -256,17 +211,6 @@ async def process_event(
         error = exc
     await _mark_failed(factory, event_row_id, error, now=ctx.clock.now())
     return "failed"
-
-
-async def _mark_ignored(
-    factory: async_sessionmaker[AsyncSession], event_row_id: int, *, now: datetime
-) -> Outcome:
-    """No handler: the mark is the only effect, so one autocommit UPDATE (it waits for a
-    claim held elsewhere, then finds the row done and changes nothing)."""
-    params = {"id": event_row_id, "status": IGNORED, "now": now}
-    async with _autocommit(factory) as conn:
-        done = (await conn.execute(_MARK_DONE_IF_OWED, params)).scalar_one_or_none()
-    return "ignored" if done is not None else "skipped"
 
 
 async def _mark_failed(

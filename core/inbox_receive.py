@@ -37,6 +37,7 @@ from typing import Any, Generic, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from core.db import PING_AFTER_IDLE_SECONDS  # pinged before use when idle longer, as core.db does
 from core.inbox_models import FAILED, IGNORED, PENDING
 from core.stripe_webhooks import WebhookPayloadInvalid
 
@@ -47,8 +48,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-# A pooled connection idle longer than this is pinged before use (as core.db does).
-PING_AFTER_IDLE_SECONDS = 2.0
 
 # One row of VALUES per event. Not unnest() over arrays: psycopg builds a text
 # array in Python, escaping every JSON body with a regex (two thirds of the
@@ -149,11 +148,17 @@ class Batcher(Generic[T, R]):
 
     async def _one(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
-            results: Sequence[R | BaseException] = await self._flush([i for i, _ in batch])
-        except Exception as exc:  # flush failed as a whole: every caller learns it
-            results = [exc] * len(batch)
-        finally:
-            self._slots.release()
+            try:
+                results: Sequence[R | BaseException] = await self._flush([i for i, _ in batch])
+            except Exception as exc:  # flush failed as a whole: every caller learns it
+                results = [exc] * len(batch)
+            finally:
+                self._slots.release()
+        except BaseException:  # cancelled mid-flush: no caller may wait forever
+            for _, fut in batch:
+                if not fut.done():
+                    fut.cancel()
+            raise
         for (_, fut), result in zip(batch, results, strict=True):
             if fut.done():  # the caller went away
                 continue
@@ -287,7 +292,9 @@ class InboxReceiver:
         first: dict[str, Receipt] = {}
         for r in batch:
             first.setdefault(r.event_id, r)  # a repeat inside the batch: not sent twice
-        unique = list(first.values())
+        # In event-id order: two batches inserting the same ids at once then lock
+        # them in the same order, so they cannot deadlock.
+        unique = sorted(first.values(), key=lambda r: r.event_id)
         outcome: dict[str, int | BaseException] = {}
         try:
             outcome.update(await self._insert(unique))
