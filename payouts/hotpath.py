@@ -18,24 +18,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from core.stripe_types import Transfer
 from ledger.posting import TxType
 from payouts import sql
-from payouts.models import PAID, Payout, reserved_payout
+from payouts.models import PAID, Payout, attach, reserved_payout
 from payouts.schedule import period_start
 
 _COLUMNS = tuple(c.key for c in Payout.__table__.columns)
-
-
-def _attach(db: AsyncSession, payout: Payout) -> Payout:
-    """The row as written or read, made a persistent (clean) object of this session
-    without the ORM reading it back or writing it again."""
-    make_transient_to_detached(payout)
-    db.add(payout)
-    return payout
 
 
 async def reserve_due(
@@ -66,7 +57,7 @@ async def reserve_due(
         reserve_transaction_id=int(row.reserve_transaction_id),
         now=now,
     )
-    return _attach(db, payout)
+    return attach(db, payout)
 
 
 async def claim(
@@ -79,7 +70,7 @@ async def claim(
     if row is None:
         return None
     values: dict[str, Any] = row._asdict()
-    payout = _attach(db, Payout(**{k: values[k] for k in _COLUMNS}))
+    payout = attach(db, Payout(**{k: values[k] for k in _COLUMNS}))
     return payout, values["in_transit_account"], values["cash_account"]
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, make_transient_to_detached, mapped_column
 
 from core.db import Base
 
@@ -97,6 +98,14 @@ class ConnectPayout(Base):
     event_created: Mapped[datetime] = mapped_column()
     created_at: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column()
+
+
+def attach(db: AsyncSession, payout: Payout) -> Payout:
+    """The row as written or read, made a persistent (clean) object of this session
+    without the ORM reading it back or writing it again."""
+    make_transient_to_detached(payout)
+    db.add(payout)
+    return payout
 
 
 def reserved_payout(

@@ -32,7 +32,6 @@ from typing import Any
 
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from core.stripe_types import Transfer
@@ -40,7 +39,7 @@ from ledger.accounts import AccountRef, Kind, get_account_id
 from ledger.models import Earning
 from ledger.posting import Leg, TxType, post
 from payouts import sql
-from payouts.models import FAILED, PAID, PENDING, WAITING_FUNDS, Payout, reserved_payout
+from payouts.models import FAILED, PAID, PENDING, WAITING_FUNDS, Payout, attach, reserved_payout
 from payouts.models import PayoutAttempt as Attempt
 from payouts.schedule import is_due
 
@@ -50,7 +49,8 @@ WAIT_BACKOFF_CAP = timedelta(hours=6)
 
 
 async def coach_accounts(db: AsyncSession, coach_id: int, currency: str) -> dict[str, int]:
-    """The coach's pending/available/in_transit account ids in one query (created if missing)."""
+    """The coach's account ids by kind, in one query (available and in_transit created
+    if missing; pending is there only once the coach was paid)."""
     found = {
         str(k): int(i)
         for k, i in await db.execute(sql.COACH_ACCOUNTS, {"c": coach_id, "cur": currency})
@@ -183,9 +183,7 @@ async def reserve(
         now=now,
         retry_of=retry_of,
     )
-    make_transient_to_detached(payout)
-    db.add(payout)
-    return payout
+    return attach(db, payout)
 
 
 def log_attempt(
