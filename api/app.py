@@ -78,9 +78,10 @@ def create_app(
         if owns_runtime:
             await rt.stop()  # closes the webhook receiver too
         elif rt.started:
-            # The receiver's pool and batches run on this loop, which ends here;
-            # the runtime itself outlives the app (a test client's).
+            # The receiver's and the reads' pools run on this loop, which ends
+            # here; the runtime itself outlives the app (a test client's).
             await rt.inbox.close()
+            await rt.reads.close()
 
     app = CoachpayApp(
         route_handlers=[*ROUTERS, *extra_route_handlers],

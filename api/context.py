@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.auth import TokenVerifier
 from core.clock import Clock
 from core.inbox import HandlerContext, HandlerRegistry
+from core.rawpool import RawPool
 from core.settings import Settings
 from core.stripe_gateway import StripeGateway
 
@@ -19,6 +21,9 @@ class AppContext:
     gateway: StripeGateway
     clock: Clock
     registry: HandlerRegistry
+    tokens: TokenVerifier
+    # Plain-SQL reads on hot paths (the coach balance); see core.rawpool.
+    reads: RawPool
     # COACHPAY_WEBHOOK_PROCESSING: "background": webhooks are processed right
     # after the response; "inline": before it; "off": only stored here, the
     # jobs of `coachpay worker` process them (several web replicas, one backlog).

@@ -62,7 +62,7 @@ async def provide_db(ctx: AppCtx) -> AsyncGenerator[AsyncSession, None]:
 
 
 async def provide_current_user(request: Request[Any, Any, Any], ctx: AppCtx) -> CurrentUser:
-    claims = claims_of(request, ctx.settings)
+    claims = claims_of(request, ctx.tokens)
     # Provisioned in a short transaction of its own: the upsert locks the
     # user's row, which must not be held for the whole request.
     async with ctx.factory() as session, session.begin():

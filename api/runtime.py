@@ -15,11 +15,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from api.auth import TokenVerifier
 from api.context import AppContext
 from core.clock import Clock, SystemClock
 from core.db import create_engine, session_factory
 from core.inbox import HandlerRegistry, drain
 from core.inbox_receive import InboxReceiver
+from core.rawpool import RawPool
 from core.settings import Settings
 from core.stripe_gateway import StripeGateway
 
@@ -85,6 +87,8 @@ class Runtime:
         self.factory: async_sessionmaker[AsyncSession] | None = None
         self.probe_gateway: StripeGateway | None = None
         self._inbox: InboxReceiver | None = None
+        self._reads: RawPool | None = None
+        self.tokens = TokenVerifier(settings)
         self.scheduler: Any = None
         self._drain_stop = asyncio.Event()
         self._drain_task: asyncio.Task[None] | None = None
@@ -105,6 +109,11 @@ class Runtime:
             # Webhook receipts: its own small pool, opened on the first delivery.
             self._inbox = InboxReceiver(
                 self.database_url, connections=min(4, self.settings.db_pool_size)
+            )
+            self._reads = RawPool(
+                self.database_url,
+                name="coachpay-reads",
+                connections=min(4, self.settings.db_pool_size),
             )
             self._start_stripe()
             if self._registry is None:
@@ -196,6 +205,13 @@ class Runtime:
         return self._inbox
 
     @property
+    def reads(self) -> RawPool:
+        """Plain-SQL reads on hot paths, see core.rawpool."""
+        if self._reads is None:
+            raise RuntimeError("runtime not started")
+        return self._reads
+
+    @property
     def gateway(self) -> StripeGateway:
         if self._gateway is None:
             raise RuntimeError("runtime not started")
@@ -217,6 +233,8 @@ class Runtime:
             gateway=self.gateway,
             clock=self.clock,
             registry=self.registry,
+            tokens=self.tokens,
+            reads=self.reads,
             webhook_processing=self.webhook_processing,
             probe_gateway=self.probe_gateway,
         )
@@ -236,6 +254,9 @@ class Runtime:
             if self._inbox is not None:
                 await self._inbox.close()
                 self._inbox = None
+            if self._reads is not None:
+                await self._reads.close()
+                self._reads = None
             for gw in (self._gateway if self._owns_gateway else None, self.probe_gateway):
                 if gw is not None:
                     await gw.aclose()

@@ -311,18 +311,19 @@ async def explain(db: Any, coaches: int, n: int = 20) -> dict[str, float]:
     buffers touched by the endpoint's statement and by the old totals query."""
     from sqlalchemy import text
 
-    from payouts.views import _BALANCE
+    from payouts.views import BALANCE_SQL
 
+    conn = await db.connection()
     rng = random.Random(3)
     got: dict[str, list[float]] = {"new_ms": [], "new_buffers": [], "old_ms": [], "old_buffers": []}
     for _ in range(n):
         c = rng.randint(1, coaches)
         for key, sql, params in (
-            ("new", _BALANCE.text, {"coach_id": c}),
-            ("old", OLD_TOTALS, {"c": c}),
+            ("new", BALANCE_SQL, {"coach_id": c}),
+            ("old", text(OLD_TOTALS).compile(dialect=conn.dialect).string, {"c": c}),
         ):
             plan = (
-                await db.execute(text("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql), params)
+                await conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params)
             ).scalar_one()[0]
             top = plan["Plan"]
             got[f"{key}_ms"].append(plan["Execution Time"])
@@ -332,10 +333,12 @@ async def explain(db: Any, coaches: int, n: int = 20) -> dict[str, float]:
 
 async def time_functions(url: str, coaches: int, n: int) -> dict[str, list[float]]:
     """In-process: the ledger read, the endpoint's read model, and the endpoint's
-    statement (user row + balance, on an autocommit connection), one coach at a time."""
+    statement (user row + balance, on the plain pool as the endpoint runs it), one
+    coach at a time."""
     from datetime import UTC, datetime
 
     from core.db import create_engine, session_factory
+    from core.rawpool import RawPool
     from ledger.accounts import coach_balances
     from payouts.views import coach_balance, coach_balance_of_sub
 
@@ -345,19 +348,20 @@ async def time_functions(url: str, coaches: int, n: int) -> dict[str, list[float
     out: dict[str, list[float]] = {"ledger": [], "view": [], "request": [], "old": []}
     seen = datetime(2000, 1, 1, tzinfo=UTC)  # every bench user counts as seen lately
 
-    async def by_sub(conn: Any, c: int) -> None:
+    reads = RawPool(url, name="bench-reads", connections=1)
+
+    async def by_sub(c: int) -> None:
         found = await coach_balance_of_sub(
-            conn, sub=f"bench-coach-{c}", role="coach", email=None, seen_after=seen
+            reads.fetch, sub=f"bench-coach-{c}", role="coach", email=None, seen_after=seen
         )
         if found is None or found[0] != c or not found[1]:
             raise RuntimeError(f"coach {c}: {found}")
 
-    async with factory() as db, engine.connect() as auto:
-        await auto.execution_options(isolation_level="AUTOCOMMIT")
+    async with factory() as db:
         for _ in range(50):  # warm: connection, prepared statements, caches
             await coach_balances(db, rng.randint(1, coaches))
             await coach_balance(db, rng.randint(1, coaches))
-            await by_sub(auto, rng.randint(1, coaches))
+            await by_sub(rng.randint(1, coaches))
         for _ in range(n):
             c = rng.randint(1, coaches)
             t = time.perf_counter()
@@ -369,7 +373,7 @@ async def time_functions(url: str, coaches: int, n: int) -> dict[str, list[float
             await coach_balance(db, c)
             out["view"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            await by_sub(auto, c)
+            await by_sub(c)
             out["request"].append(time.perf_counter() - t)
             t = time.perf_counter()
             await old_read_model(db, c)
@@ -377,6 +381,7 @@ async def time_functions(url: str, coaches: int, n: int) -> dict[str, list[float
         plan = await explain(db, coaches)
         out.update({k: [v] for k, v in plan.items()})
         await db.rollback()
+    await reads.close()
     await engine.dispose()
     return out
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import BigInteger, DateTime, MetaData, event, func
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -99,3 +100,19 @@ async def transaction(
     """One unit of work: commit on success, roll back on any error."""
     async with factory() as session, session.begin():
         yield session
+
+
+# One statement of plain psycopg SQL (``%(name)s`` parameters) and its rows, read as
+# ``row.column``: core.rawpool.RawPool.fetch, or ``driver_fetch`` over SQLAlchemy.
+Fetch = Callable[[str, Mapping[str, object]], Awaitable[Sequence[Any]]]
+
+
+def driver_fetch(db: AsyncSession | AsyncConnection) -> Fetch:
+    """``Fetch`` on the session's connection, inside its transaction: a statement
+    written for core.rawpool.RawPool runs unchanged where a transaction is open."""
+
+    async def fetch(sql: str, params: Mapping[str, object]) -> Sequence[Any]:
+        conn = db if isinstance(db, AsyncConnection) else await db.connection()
+        return (await conn.exec_driver_sql(sql, dict(params))).all()
+
+    return fetch

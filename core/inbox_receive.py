@@ -27,21 +27,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
-from core.db import PING_AFTER_IDLE_SECONDS  # pinged before use when idle longer, as core.db does
 from core.inbox_models import FAILED, IGNORED, PENDING
+from core.rawpool import RawPool
 from core.stripe_webhooks import WebhookPayloadInvalid
 
-__all__ = ["Batcher", "InboxReceiver", "InboxUnavailable", "Receipt", "libpq_url"]
+__all__ = ["Batcher", "InboxReceiver", "InboxUnavailable", "Receipt"]
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +89,6 @@ class Receipt:
     payload: str  # the body as received; PostgreSQL parses it into jsonb
     received_at: datetime
     due: datetime  # next_attempt_at: when the retry job or worker may take it
-
-
-def libpq_url(url: str) -> str:
-    """A SQLAlchemy URL (``postgresql+psycopg://``) as psycopg itself takes it."""
-    for prefix in ("postgresql+psycopg://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql://" + url[len(prefix) :]
-    return url
 
 
 class Batcher(Generic[T, R]):
@@ -194,12 +184,9 @@ class InboxReceiver:
         ping: bool = True,
         timeout: float = 10.0,
     ) -> None:
-        self._timeout = timeout  # waiting for a connection: then InboxUnavailable
-        self._url = libpq_url(url)
-        self._pool: AsyncConnectionPool[Any] | None = None
-        self._open_lock = asyncio.Lock()
-        self._idle_since: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
-        self._ping = ping
+        self._pool = RawPool(
+            url, name="coachpay-inbox", connections=connections, timeout=timeout, ping=ping
+        )
         self._connections = connections
         self._max_batch = max_batch
         self._fresh()
@@ -213,7 +200,6 @@ class InboxReceiver:
         self._ignores: Batcher[tuple[int, datetime], bool] = Batcher(
             self._ignore_batch, max_batch=self._max_batch, concurrency=1
         )
-        self._pool_loop: asyncio.AbstractEventLoop | None = None
 
     async def store(self, receipt: Receipt) -> int | None:
         """The new row's id once committed; ``None`` if the event id was stored before.
@@ -233,50 +219,17 @@ class InboxReceiver:
         Called where the receiver ran (the app's shutdown): a test client serves
         the app on a loop of its own, which is gone by the time the runtime stops.
         """
-        same_loop = self._pool_loop in (None, asyncio.get_running_loop())
-        if same_loop:
+        if self._pool.loop in (None, asyncio.get_running_loop()):
             await self._stores.aclose()
             await self._ignores.aclose()
-        if self._pool is not None and same_loop:
-            await self._pool.close()
-        self._pool = None
+        await self._pool.close()
         self._fresh()
 
     # ---- internals -------------------------------------------------------------------------
 
-    async def _get_pool(self) -> AsyncConnectionPool[Any]:
-        if self._pool is None:
-            async with self._open_lock:
-                if self._pool is None:
-                    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                        self._url,
-                        min_size=1,
-                        max_size=self._connections,
-                        kwargs={"autocommit": True},
-                        check=self._check if self._ping else None,
-                        timeout=self._timeout,
-                        open=False,
-                        name="coachpay-inbox",
-                    )
-                    await pool.open(wait=False)
-                    self._pool = pool
-                    self._pool_loop = asyncio.get_running_loop()
-        return self._pool
-
-    async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Ping only a connection idle for a while (a round trip per batch otherwise)."""
-        last = self._idle_since.get(conn)
-        if last is None or time.monotonic() - last > PING_AFTER_IDLE_SECONDS:
-            await conn.execute("")
-
     async def _execute(self, sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
-        pool = await self._get_pool()
         try:
-            async with pool.connection() as conn:
-                cur = await conn.execute(sql, params)
-                rows = await cur.fetchall()
-                self._idle_since[conn] = time.monotonic()
-                return rows
+            return await self._pool.fetch_tuples(sql, params)
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
             raise InboxUnavailable(f"webhook inbox unavailable: {_first_line(exc)}") from exc
 

@@ -178,19 +178,22 @@ async def owner_balances(
     return [OwnerBalance(r[0], r[1], int(r[2])) for r in rows]
 
 
-# What a coach is owed per currency (sign flipped: positive = owed), one row per
-# currency, as SQL for read models that fold it into a single statement with
-# their own reads (one round trip); the coach's id is the parameter ``:coach_id``.
-COACH_OWED_BY_CURRENCY_SQL = (
-    "SELECT a.currency, "
-    "CAST(-COALESCE(sum(s.balance) FILTER (WHERE a.kind = 'pending'), 0) AS bigint) AS pending, "
-    "CAST(-COALESCE(sum(s.balance) FILTER (WHERE a.kind = 'available'), 0) AS bigint) "
-    "AS available, "
-    "CAST(-COALESCE(sum(s.balance) FILTER (WHERE a.kind = 'in_transit'), 0) AS bigint) "
-    "AS in_transit "
-    "FROM ledger_accounts a LEFT JOIN ledger_balance_slots s ON s.account_id = a.id "
-    "WHERE a.owner_type = 'coach' AND a.owner_id = :coach_id GROUP BY a.currency"
-)
+def coach_owed_by_currency_sql(coach: str) -> str:
+    """What a coach is owed per currency (sign flipped: positive = owed), one row per
+    currency, as SQL for read models that fold it into a single statement with
+    their own reads (one round trip). ``coach`` is the SQL expression of the
+    coach's id: a bind parameter or a column of the enclosing query."""
+    return (
+        "SELECT a.currency, "
+        "CAST(-COALESCE(sum(s.balance) FILTER (WHERE a.kind = 'pending'), 0) AS bigint) "
+        "AS pending, "
+        "CAST(-COALESCE(sum(s.balance) FILTER (WHERE a.kind = 'available'), 0) AS bigint) "
+        "AS available, "
+        "CAST(-COALESCE(sum(s.balance) FILTER (WHERE a.kind = 'in_transit'), 0) AS bigint) "
+        "AS in_transit "
+        "FROM ledger_accounts a LEFT JOIN ledger_balance_slots s ON s.account_id = a.id "
+        f"WHERE a.owner_type = 'coach' AND a.owner_id = {coach} GROUP BY a.currency"
+    )
 
 
 async def coach_balances(db: AsyncSession, coach_id: int) -> dict[str, dict[str, int]]:

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from ledger.accounts import COACH_OWED_BY_CURRENCY_SQL
+from core.db import Fetch, driver_fetch
+from ledger.accounts import coach_owed_by_currency_sql
 
 MAX_PAGE = 100
 
@@ -80,36 +81,41 @@ class BankPayoutView:
 # balances (O(1): slot rows), the lifetime totals (a few slot rows per currency
 # kept by the triggers of migration 0007), and the next release (an index lookup
 # in ix_earnings_next_release: the earliest pending available_at, then the
-# earnings due at that instant). ``{coach}`` is the coach's id in SQL.
-_BALANCE_SQL = (
-    f"WITH bal AS ({COACH_OWED_BY_CURRENCY_SQL.replace(':coach_id', '{coach}')}), "
-    "tot AS (SELECT currency, CAST(sum(paid_out) AS bigint) AS paid_out, "
-    "  CAST(sum(lifetime_earnings) AS bigint) AS lifetime "
-    "  FROM coach_money_totals WHERE coach_id = {coach} GROUP BY currency) "
-    "SELECT c.currency, COALESCE(b.pending, 0) AS pending, "
-    "COALESCE(b.available, 0) AS available, COALESCE(b.in_transit, 0) AS in_transit, "
-    "COALESCE(t.paid_out, 0) AS paid_out, COALESCE(t.lifetime, 0) AS lifetime, "
-    "n.at AS next_at, COALESCE(n.amount, 0) AS next_amount "
-    "FROM (SELECT currency FROM bal UNION SELECT currency FROM tot) c "
-    "LEFT JOIN bal b ON b.currency = c.currency "
-    "LEFT JOIN tot t ON t.currency = c.currency "
-    "LEFT JOIN LATERAL (SELECT e.available_at AS at, "
-    "  CAST(sum(e.amount - e.reduced_before_release) AS bigint) AS amount FROM earnings e "
-    "  WHERE e.coach_id = {coach} AND e.currency = c.currency AND e.status = 'pending' "
-    "  AND e.available_at = (SELECT min(m.available_at) FROM earnings m "
-    "    WHERE m.coach_id = {coach} AND m.currency = c.currency AND m.status = 'pending') "
-    "  GROUP BY e.available_at) n ON TRUE"
-)
-_BALANCE = text(_BALANCE_SQL.format(coach=":coach_id") + " ORDER BY c.currency")
+# earnings due at that instant). Plain psycopg SQL (``%(name)s``): it runs on
+# core.rawpool.RawPool as well as on a SQLAlchemy connection (``driver_fetch``).
+def _balance_sql(coach: str) -> str:
+    """``coach``: the SQL expression of the coach's id."""
+    return (
+        f"WITH bal AS ({coach_owed_by_currency_sql(coach)}), "
+        "tot AS (SELECT currency, CAST(sum(paid_out) AS bigint) AS paid_out, "
+        "  CAST(sum(lifetime_earnings) AS bigint) AS lifetime "
+        f"  FROM coach_money_totals WHERE coach_id = {coach} GROUP BY currency) "
+        "SELECT c.currency, COALESCE(b.pending, 0) AS pending, "
+        "COALESCE(b.available, 0) AS available, COALESCE(b.in_transit, 0) AS in_transit, "
+        "COALESCE(t.paid_out, 0) AS paid_out, COALESCE(t.lifetime, 0) AS lifetime, "
+        "n.at AS next_at, COALESCE(n.amount, 0) AS next_amount "
+        "FROM (SELECT currency FROM bal UNION SELECT currency FROM tot) c "
+        "LEFT JOIN bal b ON b.currency = c.currency "
+        "LEFT JOIN tot t ON t.currency = c.currency "
+        "LEFT JOIN LATERAL (SELECT e.available_at AS at, "
+        "  CAST(sum(e.amount - e.reduced_before_release) AS bigint) AS amount FROM earnings e "
+        f"  WHERE e.coach_id = {coach} AND e.currency = c.currency AND e.status = 'pending' "
+        "  AND e.available_at = (SELECT min(m.available_at) FROM earnings m "
+        f"    WHERE m.coach_id = {coach} AND m.currency = c.currency AND m.status = 'pending') "
+        "  GROUP BY e.available_at) n ON TRUE"
+    )
+
+
+BALANCE_SQL = _balance_sql("%(coach_id)s") + " ORDER BY c.currency"
 # The same for the user behind a token's ``sub``, found only when
 # core.users.provision_user would merely read the row (known, same role and
 # email, seen recently): the request's user lookup and its balance in one
 # round trip. No row: the caller provisions the usual way.
-_BALANCE_OF_SUB = text(
-    "WITH u AS (SELECT id FROM users WHERE sub = :sub AND role = :role "
-    "  AND last_seen_at > :seen_after "
-    "  AND (CAST(:email AS text) IS NULL OR email = CAST(:email AS text))) "
-    f"SELECT u.id AS user_id, b.* FROM u LEFT JOIN LATERAL ({_BALANCE_SQL.format(coach='u.id')}) b "
+BALANCE_OF_SUB_SQL = (
+    "WITH u AS (SELECT id FROM users WHERE sub = %(sub)s AND role = %(role)s "
+    "  AND last_seen_at > %(seen_after)s "
+    "  AND (CAST(%(email)s AS text) IS NULL OR email = CAST(%(email)s AS text))) "
+    f"SELECT u.id AS user_id, b.* FROM u LEFT JOIN LATERAL ({_balance_sql('u.id')}) b "
     "ON TRUE ORDER BY b.currency"
 )
 
@@ -129,11 +135,12 @@ def _balance_row(r: Any) -> CurrencyBalance:
 
 async def coach_balance(db: AsyncSession | AsyncConnection, coach_id: int) -> list[CurrencyBalance]:
     """Per currency, what the coach is owed and has been paid; cost independent of history."""
-    return [_balance_row(r) for r in await db.execute(_BALANCE, {"coach_id": coach_id})]
+    rows = await driver_fetch(db)(BALANCE_SQL, {"coach_id": coach_id})
+    return [_balance_row(r) for r in rows]
 
 
 async def coach_balance_of_sub(
-    db: AsyncSession | AsyncConnection,
+    fetch: Fetch,
     *,
     sub: str,
     role: str,
@@ -141,9 +148,11 @@ async def coach_balance_of_sub(
     seen_after: datetime,
 ) -> tuple[int, list[CurrencyBalance]] | None:
     """(user id, ``coach_balance``) of the user ``sub`` if its row has this role and
-    email and ``last_seen_at > seen_after``; None otherwise (provision, then read)."""
+    email and ``last_seen_at > seen_after``; None otherwise (provision, then read).
+
+    ``fetch``: ``RawPool.fetch`` on the hot path, ``driver_fetch(db)`` in a transaction."""
     params = {"sub": sub, "role": role, "email": email, "seen_after": seen_after}
-    rows = (await db.execute(_BALANCE_OF_SUB, params)).all()
+    rows = await fetch(BALANCE_OF_SUB_SQL, params)
     if not rows:
         return None
     return int(rows[0].user_id), [_balance_row(r) for r in rows if r.currency is not None]

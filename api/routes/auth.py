@@ -10,7 +10,7 @@ from litestar.datastructures import Cookie
 from litestar.enums import RequestEncodingType
 from litestar.response import Redirect
 
-from api.auth import SESSION_COOKIE, AuthenticationFailed, decode_token
+from api.auth import SESSION_COOKIE, AuthenticationFailed
 from api.context import AppContext
 from api.deps import AppCtx
 from api.openapi_errors import REQUEST_BODY
@@ -70,7 +70,7 @@ async def _session_request(request: Request[Any, Any, Any]) -> tuple[SessionRequ
 async def sign_in(request: Request[Any, Any, Any], ctx: AppCtx) -> Response[Any]:
     """Validate a token (form field or JSON ``{"token"}``) and keep it in an HttpOnly cookie."""
     data, is_form = await _session_request(request)
-    claims = decode_token(ctx.settings, data.token)
+    claims = ctx.tokens.verify(data.token)
     cookie = _cookie(ctx, data.token, ctx.settings.jwt_ttl_minutes * 60)
     if is_form:
         return Redirect(_safe_next(data.next), status_code=303, cookies=[cookie])

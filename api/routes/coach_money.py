@@ -6,18 +6,15 @@ negative after a refund of money already paid out (netted by the next payout).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Router, get
 from litestar.params import QueryParameter
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from api.auth import claims_of
-from api.deps import AppContext, AppCtx, AuthUser, DbSession, provide_current_user, require_role
+from api.deps import AppCtx, AuthUser, DbSession, provide_current_user, require_role
 from core.users import LAST_SEEN_GRANULARITY, Role
 from payouts import views
 
@@ -96,37 +93,23 @@ class PayoutsOut(msgspec.Struct):
     bank_payouts: list[BankPayoutOut]
 
 
-@asynccontextmanager
-async def _autocommit(ctx: AppContext) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection outside any transaction: a lone SELECT is its own snapshot,
-    so BEGIN and COMMIT would only add two round trips."""
-    engine = ctx.factory.kw.get("bind")
-    if not isinstance(engine, AsyncEngine):  # a factory bound otherwise: through a session
-        async with ctx.factory() as db:
-            yield await db.connection(execution_options=_AUTOCOMMIT)
-        return
-    async with engine.connect() as conn:
-        await conn.execution_options(**_AUTOCOMMIT)
-        yield conn
-
-
 @get("/coaches/me/balance", guards=[require_role(Role.COACH)])
 async def my_balance(request: Request[Any, Any, Any], ctx: AppCtx) -> BalancesOut:
-    """Polled by coach dashboards, so its usual path is one statement: the user row
-    (read only when provisioning would only read it) and the whole balance."""
-    claims = claims_of(request, ctx.settings)  # verified by the guard, cached per request
-    async with _autocommit(ctx) as conn:
-        found = await views.coach_balance_of_sub(
-            conn,
-            sub=claims.sub,
-            role=claims.role.value,
-            email=claims.email,
-            seen_after=ctx.clock.now() - LAST_SEEN_GRANULARITY,
-        )
+    """Polled by coach dashboards, so its usual path is one statement on the plain
+    pool (core.rawpool): the user row (read only when provisioning would only
+    read it) and the whole balance."""
+    claims = claims_of(request, ctx.tokens)  # verified by the guard, cached per request
+    found = await views.coach_balance_of_sub(
+        ctx.reads.fetch,
+        sub=claims.sub,
+        role=claims.role.value,
+        email=claims.email,
+        seen_after=ctx.clock.now() - LAST_SEEN_GRANULARITY,
+    )
     if found is None:  # first sight, a new role or email, or not seen lately
         user = await provide_current_user(request, ctx)
-        async with _autocommit(ctx) as conn:
-            found = user.id, await views.coach_balance(conn, user.id)
+        async with ctx.factory() as db:
+            found = user.id, await views.coach_balance(db, user.id)
     coach_id, rows = found
     return BalancesOut(
         coach_id=coach_id,

@@ -51,7 +51,7 @@ def render(name: str, code: int = 200, **context: Any) -> Response[str]:
 
 def _viewer(request: Request[Any, Any, Any], ctx: AppCtx) -> Claims | None:
     try:
-        return claims_of(request, ctx.settings)
+        return claims_of(request, ctx.tokens)
     except AuthenticationFailed:
         return None
 

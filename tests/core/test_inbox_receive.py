@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.inbox_receive import Batcher, InboxReceiver, InboxUnavailable, Receipt, libpq_url
+from core.inbox_receive import Batcher, InboxReceiver, InboxUnavailable, Receipt
 from core.stripe_webhooks import WebhookPayloadInvalid
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -152,11 +152,6 @@ async def test_batcher_runs_waiting_items_together() -> None:
     assert seen == [[0], [1, 2, 3, 4]]
     await batcher.aclose()
 
-
-def test_libpq_url_accepts_sqlalchemy_urls() -> None:
-    assert libpq_url("postgresql+psycopg://u@h:1/d") == "postgresql://u@h:1/d"
-    assert libpq_url("postgres://u@h/d") == "postgresql://u@h/d"
-    assert libpq_url("postgresql://u@h/d") == "postgresql://u@h/d"
 
 
 async def test_worker_marks_unhandled_events_ignored_together_and_runs_handled_ones(

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import driver_fetch
 from payouts.views import coach_balance, coach_balance_of_sub
 from tests.payouts import totals_support as ts
 from tests.payouts.helpers import T0, add_earning, make_coach
@@ -63,12 +64,12 @@ async def test_by_sub_finds_a_known_recent_user_and_its_balance(db: AsyncSession
     await add_earning(db, coach, gross=10_000)
     for email in (None, "c@example.com"):
         found = await coach_balance_of_sub(
-            db, sub="sub-known", role="coach", email=email, seen_after=SEEN
+            driver_fetch(db), sub="sub-known", role="coach", email=email, seen_after=SEEN
         )
         assert found == (coach, await coach_balance(db, coach))
     fresh = await _user(db, "sub-nothing")
     found = await coach_balance_of_sub(
-        db, sub="sub-nothing", role="coach", email=None, seen_after=SEEN
+        driver_fetch(db), sub="sub-nothing", role="coach", email=None, seen_after=SEEN
     )
     assert found == (fresh, [])  # a coach with no money yet: found, nothing to show
 
@@ -88,7 +89,7 @@ async def test_by_sub_leaves_every_other_case_to_provisioning(
 ) -> None:
     await _user(db, "sub-x", email="old@example.com")
     found = await coach_balance_of_sub(
-        db,
+        driver_fetch(db),
         sub=sub,
         role=role,
         email=email,
