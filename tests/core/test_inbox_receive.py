@@ -153,7 +153,6 @@ async def test_batcher_runs_waiting_items_together() -> None:
     await batcher.aclose()
 
 
-
 async def test_worker_marks_unhandled_events_ignored_together_and_runs_handled_ones(
     receiver: InboxReceiver, clean_engine: AsyncEngine
 ) -> None:
