@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import os
@@ -112,6 +113,7 @@ def _run_server(settings: Settings, host: str, port: int, *, jobs: bool) -> int:
     from api.runtime import Runtime
 
     app = create_app(settings, runtime=Runtime(settings, jobs=jobs), stop_runtime=True)
+    app.on_startup.append(tune_gc)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
     uvicorn.Server(config).run()
     return 0
@@ -175,7 +177,29 @@ def worker_app() -> Any:
     from api.runtime import Runtime
 
     settings = load_settings()
-    return create_app(settings, runtime=Runtime(settings, jobs=False), stop_runtime=True)
+    app = create_app(settings, runtime=Runtime(settings, jobs=False), stop_runtime=True)
+    app.on_startup.append(tune_gc)
+    return app
+
+
+# Young collections after this many net allocations (CPython's default: 700), and
+# the older generations' multipliers (default 10, 10).
+GC_THRESHOLDS = (20_000, 50, 100)
+
+
+def tune_gc(_: Any = None) -> None:
+    """Garbage collection for a long-lived server process, once it has started.
+
+    After start-up the heap holds a few hundred thousand objects that live as long
+    as the process (modules, the app, SQLAlchemy's and Litestar's caches), and
+    every older-generation collection walked them all: pauses of several ms that
+    set the p99 of a 1.5 ms request (measured: p99 of a 404 6.6 ms before, 0.7 ms
+    after). Frozen, collections skip them. A request's own objects are nearly all
+    freed by reference counting, so rarer young collections lose little.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _with_runtime(

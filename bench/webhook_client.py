@@ -108,8 +108,13 @@ class LoadClient:
             b"content-length: %d\r\n\r\n%s"
         ) % (path.encode(), self.host.encode(), sig, len(body), body)
 
-    def get(self, path: str) -> bytes:
-        return b"GET %s HTTP/1.1\r\nhost: %s\r\n\r\n" % (path.encode(), self.host.encode())
+    def get(self, path: str, headers: bytes = b"") -> bytes:
+        """A raw GET; ``headers``: more header lines, each ending in CRLF."""
+        return b"GET %s HTTP/1.1\r\nhost: %s\r\n%s\r\n" % (
+            path.encode(),
+            self.host.encode(),
+            headers,
+        )
 
     def launch(self, raw: bytes, tally: Tally) -> None:
         tally.in_flight += 1

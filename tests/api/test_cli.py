@@ -223,3 +223,18 @@ def test_serve_workers_receive_webhooks_in_several_processes(
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_tune_gc_freezes_the_start_up_heap_and_raises_the_thresholds() -> None:
+    import gc
+
+    from api.cli import GC_THRESHOLDS, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 10_000  # the imported modules' objects at least
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
