@@ -63,11 +63,12 @@ def create_engine(url: str, *, pool_size: int = 10, **kw: Any) -> AsyncEngine:
 def _ping_when_idle(engine: AsyncEngine) -> None:
     """Like ``pool_pre_ping``, but only for a connection idle in the pool for a while.
 
-    ``pool_pre_ping`` costs a round trip per checkout, as much as the one
-    INSERT that receives a webhook. A connection that answered moments ago
-    is alive; the dead ones are the long idle ones (a restarted server, a
-    dropped link). One that dies under load fails its statement, and
-    SQLAlchemy then recycles every connection of the pool.
+    ``pool_pre_ping`` costs a round trip per checkout, as much as the short
+    statement a request or a payout step checks a connection out for. A
+    connection that answered moments ago is alive; the dead ones are the long
+    idle ones (a restarted server, a dropped link). One that dies under load
+    fails its statement, and SQLAlchemy then recycles every connection of the
+    pool. core.rawpool pings its own connections by the same rule.
     """
     pool = engine.sync_engine.pool
     dialect = engine.sync_engine.dialect

@@ -97,19 +97,19 @@ async def run_release_job(
         # One cursor shared by the workers: each claims past the furthest row
         # claimed so far. Rows skipped because another process held them are
         # picked up by the next run.
-        cursor: list[Cursor] = []
+        cursor: Cursor | None = None
 
         async def worker() -> None:
+            nonlocal cursor
             while True:
                 local = dict(cache)  # cached only once committed: ids of rolled back rows lie
                 try:
                     async with factory() as db, db.begin():
-                        after = cursor[0] if cursor else None
                         batch = await release_due(
-                            db, now=now, limit=limit, cache=local, after=after
+                            db, now=now, limit=limit, cache=local, after=cursor
                         )
-                        if batch.last is not None and (not cursor or batch.last > cursor[0]):
-                            cursor[:] = [batch.last]
+                        if batch.last is not None and (cursor is None or batch.last > cursor):
+                            cursor = batch.last
                 except Exception:
                     log.exception("release batch failed; its earnings are retried next run")
                     result.errors += 1

@@ -33,9 +33,9 @@ from ledger.accounts import Kind
 from ledger.posting import Leg, TxType, post
 from sessions.audit import Actor, transition
 from sessions.booking import get_booking
-from sessions.earnings import return_share, take_share
+from sessions.earnings import take_share
 from sessions.models import Booking
-from sessions.postings import coach, platform
+from sessions.postings import coach, platform, reversal_legs
 
 log = logging.getLogger(__name__)
 
@@ -179,19 +179,9 @@ async def close_dispute(
     key = f"dispute:{dispute.id}:{dispute.status}"
     if await _posted(db, key) is not None:
         return
-    opened = await _opened_legs(db, dispute.id)
     cur = booking.currency
     if dispute.status == "won":
-        legs: list[Leg] = []
-        for account_id, amount, currency, owner, kind in opened:
-            if owner == "coach":
-                back = (
-                    await return_share(db, booking.id, amount)
-                    if kind == "pending"
-                    else Kind.AVAILABLE
-                )
-                account_id = await coach(db, booking.coach_id, back, currency)
-            legs.append(Leg(account_id, -amount, currency))
+        legs = await reversal_legs(db, booking, key=f"dispute:{dispute.id}:opened")
         await post(
             db,
             type=TxType.DISPUTE,
@@ -214,6 +204,7 @@ async def close_dispute(
                 **_attrs(booking, dispute),
             )
     else:
+        opened = await _opened_legs(db, dispute.id)
         held = sum(a for _, a, _, owner, kind in opened if kind == Kind.DISPUTES.value)
         if held:
             await post(

@@ -13,12 +13,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.money import Split, split
 from core.stripe_types import BalanceTransaction
 from ledger.accounts import AccountRef, Kind, get_account_id
 from ledger.posting import Leg, PostResult, TxType, post
+from sessions.earnings import return_share
 from sessions.models import Booking
 
 
@@ -28,6 +30,37 @@ async def platform(db: AsyncSession, kind: Kind, currency: str) -> int:
 
 async def coach(db: AsyncSession, coach_id: int, kind: Kind, currency: str) -> int:
     return await get_account_id(db, AccountRef.coach(coach_id, kind, currency))
+
+
+_POSTED_LEGS = text(
+    "SELECT e.account_id, e.amount, e.currency, a.owner_type, a.kind "
+    "FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id "
+    "JOIN ledger_accounts a ON a.id = e.account_id "
+    "WHERE t.id = :t OR t.idempotency_key = :k ORDER BY e.id"
+)
+
+
+async def reversal_legs(
+    db: AsyncSession, booking: Booking, *, transaction_id: int | None = None, key: str | None = None
+) -> list[Leg]:
+    """The legs that undo one posted transaction (by id or idempotency key) of ``booking``.
+
+    Every amount is negated; the coach's part goes back where that money is
+    now: to pending while its earning is still held (``return_share`` adds it
+    back there), to available once released. Empty if nothing was posted.
+    """
+    rows = await db.execute(_POSTED_LEGS, {"t": transaction_id, "k": key})
+    legs: list[Leg] = []
+    for account_id, amount, currency, owner, kind in rows:
+        if owner == "coach":
+            back = (
+                await return_share(db, booking.id, int(amount))
+                if kind == Kind.PENDING.value
+                else Kind.AVAILABLE
+            )
+            account_id = await coach(db, booking.coach_id, back, currency)
+        legs.append(Leg(int(account_id), -int(amount), currency))
+    return legs
 
 
 def _nonzero(legs: list[Leg]) -> list[Leg]:

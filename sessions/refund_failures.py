@@ -13,33 +13,20 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.money import split
 from core.stripe_types import Refund as StripeRefund
 from ledger.accounts import Kind
-from ledger.posting import Leg, TxType, post
+from ledger.posting import TxType, post
 from sessions.audit import Actor, transition
-from sessions.earnings import return_share
 from sessions.models import Booking, BookingStatus, Refund
-from sessions.postings import coach
+from sessions.postings import reversal_legs
 
 log = logging.getLogger(__name__)
 
 FAILED_STATUSES = ("failed", "canceled")
-
-
-async def _legs(db: AsyncSession, transaction_id: int) -> list[tuple[int, int, str, str, str]]:
-    rows = await db.execute(
-        text(
-            "SELECT e.account_id, e.amount, e.currency, a.owner_type, a.kind "
-            "FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id "
-            "WHERE e.transaction_id = :t ORDER BY e.id"
-        ),
-        {"t": transaction_id},
-    )
-    return [(int(r[0]), int(r[1]), r[2], r[3], r[4]) for r in rows]
 
 
 async def reverse_failed_refund(
@@ -100,16 +87,7 @@ async def reverse_failed_refund(
             detail={"refund": refund.id, "amount": row.amount, "stripe_event": cause},
         )
         return True
-    legs: list[Leg] = []
-    for account_id, amount, currency, owner, kind in await _legs(db, row.ledger_transaction_id):
-        if owner == "coach":
-            back = (
-                await return_share(db, booking.id, amount)
-                if kind == Kind.PENDING.value
-                else Kind.AVAILABLE
-            )
-            account_id = await coach(db, booking.coach_id, back, currency)
-        legs.append(Leg(account_id, -amount, currency))
+    legs = await reversal_legs(db, booking, transaction_id=row.ledger_transaction_id)
     await post(
         db,
         type=TxType.REFUND,
