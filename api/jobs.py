@@ -67,15 +67,18 @@ def start_scheduler(runtime: Runtime) -> AsyncIOScheduler:
     async def cancelled_job() -> None:
         await settle_cancelled_sessions(runtime)
 
+    extra = [ScheduledJob(CANCELLED_SESSIONS_JOB_ID, cancelled_job, seconds)]
+    if runtime.webhook_processing != "off":
+        # With processing "off" the runtime drains the inbox continuously, due
+        # retries included (core.inbox.drain): a retry job would only compete
+        # with it for the same rows.
+        extra.append(ScheduledJob(WEBHOOK_RETRY_JOB_ID, webhook_job, seconds))
     scheduler = build_scheduler(
         ctx.factory,
         gateway=ctx.gateway,
         clock=ctx.clock,
         settings=ctx.settings,
-        extra_jobs=[
-            ScheduledJob(WEBHOOK_RETRY_JOB_ID, webhook_job, seconds),
-            ScheduledJob(CANCELLED_SESSIONS_JOB_ID, cancelled_job, seconds),
-        ],
+        extra_jobs=extra,
     )
     scheduler.start()
     return scheduler
