@@ -1,6 +1,7 @@
 """Cancelling a coaching session: no new bookings, unpaid ones closed, paid ones refunded.
 
-The cancellation commits on its own first; then each booking is settled in a
+The cancellation commits on its own first, with the earnings of its paid
+bookings kept from release (``OWED_REFUND_HOLD``); then each booking is settled in a
 transaction of its own (at most one Stripe call each), so a crash or a Stripe
 outage half-way leaves the rest owed, and ``settle_owed`` (called right after
 the cancellation, and by a job) finds them again. Each refund's idempotency key
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import text
@@ -36,6 +38,13 @@ log = logging.getLogger(__name__)
 MAX_FAILED_REFUNDS = 3
 REFUSED_CAUSE = "session_cancelled:refund_refused"
 UNPAID = (BookingStatus.PENDING, BookingStatus.FAILED)
+# While a cancelled session's refund is owed, the coach's share must not be
+# released and paid out: the refund would then take it back from a balance
+# already sent (negative, and lost if the coach never earns again). Cancelling
+# and every settle run push the earnings' release this far ahead, so they are
+# released only once nothing is owed any more (refunded: the earning is
+# cancelled; refused: a person decides) or if the settle job stops for a day.
+OWED_REFUND_HOLD = timedelta(hours=24)
 
 Outcome = Literal["refunded", "closed", "nothing", "refused", "unavailable"]
 
@@ -68,6 +77,7 @@ async def cancel_session(
     row.status = SessionStatus.CANCELLED.value
     row.updated_at = now
     await db.flush()
+    await hold_owed_earnings(db, session_id=row.id, until=now + OWED_REFUND_HOLD)
     return row
 
 
@@ -90,6 +100,27 @@ _OWED = text(
     f" WHERE {_owed_filter()} AND (CAST(:sid AS bigint) IS NULL OR s.id = :sid)"
     " ORDER BY b.id LIMIT :n"
 )
+
+
+# Locked in id order first: the job (every session) and a cancellation (one) may
+# hold overlapping rows, and must not take them in opposite orders.
+_HOLD = text(
+    "WITH owed AS (SELECT b.id FROM bookings b JOIN coaching_sessions s"
+    " ON s.id = b.coaching_session_id"
+    f" WHERE {_owed_filter()} AND (CAST(:sid AS bigint) IS NULL OR s.id = :sid)),"
+    " held AS (SELECT e.id FROM earnings e JOIN owed ON owed.id = e.booking_id"
+    " WHERE e.status = 'pending' AND e.available_at < :until ORDER BY e.id FOR UPDATE OF e)"
+    " UPDATE earnings e SET available_at = :until FROM held WHERE e.id = held.id"
+)
+
+
+async def hold_owed_earnings(
+    db: AsyncSession, *, session_id: int | None = None, until: datetime
+) -> int:
+    """Keep the pending earnings of bookings still owed a refund from release before
+    ``until`` (of one cancelled session, or of all); how many were pushed back."""
+    result = await db.execute(_HOLD, {"sid": session_id, "until": until})
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def bookings_owed(
@@ -158,7 +189,10 @@ async def settle_owed(
 ) -> SettleReport:
     """Settle owed bookings, one transaction each; Stripe outages are left for the next run."""
     report = SettleReport()
-    async with factory() as db:
+    async with factory() as db, db.begin():
+        # Before any Stripe call: an outage from here to the hold's end must not
+        # let the release job pay out shares whose refund is still owed.
+        await hold_owed_earnings(db, session_id=session_id, until=clock.now() + OWED_REFUND_HOLD)
         owed = await bookings_owed(db, session_id=session_id, limit=limit)
     for booking_id in owed:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import pytest
@@ -18,12 +19,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from core.clock import FrozenClock
 from core.db import session_factory
 from core.inbox import HandlerContext
-from core.stripe_errors import StripeRefused
+from core.stripe_errors import StripeOutcomeUnknown, StripeRefused
 from core.stripe_gateway import StripeGateway
 from emulator.server import EmulatorServer
 from ledger.models import Earning
+from payouts.jobs import run_release_job
 from sessions.audit import Actor
-from sessions.cancellation import REFUSED_CAUSE, bookings_owed, cancel_session, settle_owed
+from sessions.cancellation import (
+    OWED_REFUND_HOLD,
+    REFUSED_CAUSE,
+    bookings_owed,
+    cancel_session,
+    hold_owed_earnings,
+    settle_owed,
+)
 from sessions.errors import SessionNotCancellable, SessionNotFound
 from sessions.models import Booking, Refund
 from sessions.webhooks import on_checkout_paid
@@ -140,6 +149,62 @@ class _Refusing:
         raise StripeRefused("charge_disputed", "the charge is disputed", 400)
 
 
+class _Down:
+    """A gateway whose refunds never get an answer (Stripe unreachable)."""
+
+    def __init__(self, inner: StripeGateway) -> None:
+        self.inner, self.calls = inner, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def create_refund(self, **kw: Any) -> Any:
+        self.calls += 1
+        raise StripeOutcomeUnknown("connection to Stripe failed")
+
+
+async def _earning(factory: async_sessionmaker[AsyncSession]) -> Earning:
+    async with factory() as db:
+        return (await db.execute(select(Earning))).scalar_one()
+
+
+async def test_a_share_whose_refund_is_owed_is_not_released_while_stripe_is_down(
+    clean_engine: AsyncEngine, race_ctx: HandlerContext, own_emulator: EmulatorServer
+) -> None:
+    factory = session_factory(clean_engine)
+    clock = race_ctx.clock
+    assert isinstance(clock, FrozenClock)
+    coach, session_id, (booking_id,) = await _paid_session(factory, race_ctx, own_emulator, 1)
+    due = (await _earning(factory)).available_at
+    await in_tx(
+        factory,
+        lambda db: cancel_session(
+            db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=clock
+        ),
+    )
+    assert (await _earning(factory)).available_at == max(due, clock.now() + OWED_REFUND_HOLD)
+    down = _Down(race_ctx.gateway)
+    # Stripe stays down past the earning's own release time: every settle run
+    # (the job's, every few minutes) pushes the release on, so it never happens.
+    for hours in (1, 30, 80, 100):
+        clock.set(clock.now() + timedelta(hours=hours))
+        report = await settle_owed(factory, gateway=down, clock=clock)  # type: ignore[arg-type]
+        assert report.waiting == [booking_id]
+        released = await run_release_job(factory, clock=clock, settings=race_ctx.settings)
+        assert released.released == 0
+    assert clock.now() > due and down.calls == 4
+    assert (await _earning(factory)).status == "pending"
+    # Stripe back: refunded in full, the earning cancelled, nothing ever released.
+    report = await settle_owed(factory, gateway=race_ctx.gateway, clock=clock)
+    assert report.refunded == [booking_id]
+    await run_release_job(factory, clock=clock, settings=race_ctx.settings)
+    earning = await _earning(factory)
+    assert (earning.status, earning.release_transaction_id) == ("cancelled", None)
+    async with factory() as db:
+        assert await trial_balance(db) == 0
+        assert await hold_owed_earnings(db, until=clock.now() + OWED_REFUND_HOLD) == 0
+
+
 async def test_a_refused_refund_waits_for_a_person_and_is_not_retried(
     clean_engine: AsyncEngine, race_ctx: HandlerContext, own_emulator: EmulatorServer
 ) -> None:
@@ -166,6 +231,9 @@ async def test_a_refused_refund_waits_for_a_person_and_is_not_retried(
             )
         ).scalars()
         assert list(causes)[-1] == REFUSED_CAUSE
+        # No longer owed by the job: its share is no longer held back either (the
+        # person who takes the refund up decides; the hold ends in a day).
+        assert await hold_owed_earnings(db, until=race_ctx.clock.now() + 2 * OWED_REFUND_HOLD) == 0
         assert await db.scalar(select(func.count()).select_from(Refund)) == 0
         assert await trial_balance(db) == 0
     assert own_emulator.state.refunds == {}
