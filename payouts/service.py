@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -69,38 +69,22 @@ class Refusal:
     reason: str
 
 
-async def _lock_available(db: AsyncSession, account_id: int, *, wait: bool) -> int | None:
-    """Lock the coach's available balance row and return what is owed (``-balance``).
-
-    While held, no release, refund or other payout can move this balance, so
-    the amount read here is the amount reserved. ``None``: another worker holds it.
-    """
-    lock = "FOR UPDATE" if wait else "FOR UPDATE SKIP LOCKED"
-    rows = (
-        await db.execute(
-            text(
-                "SELECT balance, (SELECT slots FROM ledger_accounts a WHERE a.id = s.account_id) "
-                f"FROM ledger_balance_slots s WHERE account_id = :a {lock}"
-            ),
-            {"a": account_id},
-        )
-    ).all()
-    if not rows or len(rows) < int(rows[0][1]):  # a slot skipped: the sum is not the balance
-        return None
-    return -sum(int(r[0]) for r in rows)
-
-
 async def _lock_by_owner(
     db: AsyncSession, coach_id: int, currency: str, *, wait: bool
-) -> tuple[int, int] | None:
-    """(available account id, owed) with that balance locked, in one query; ``None``
-    if the account is missing or busy (the caller then takes the long way)."""
+) -> tuple[int, int] | Literal["missing", "busy"]:
+    """Lock the coach's available balance and return (its account id, what is owed:
+    ``-balance``), in one query. While held, no release, refund or other payout
+    can move this balance, so the amount read here is the amount reserved.
+    "busy": another worker holds a slot (with ``wait``, never); "missing": no
+    such account yet."""
     lock = "FOR UPDATE" if wait else "FOR UPDATE SKIP LOCKED"
     rows = (
         await db.execute(text(sql.LOCK_BY_OWNER + lock), {"c": coach_id, "cur": currency})
     ).all()
-    if not rows or len(rows) < int(rows[0][2]):  # missing, or a slot skipped (busy)
-        return None
+    if not rows:
+        return "missing"
+    if len(rows) < int(rows[0][2]):  # a slot skipped: the sum would not be the balance
+        return "busy"
     return int(rows[0][0]), -sum(int(r[1]) for r in rows)
 
 
@@ -119,12 +103,11 @@ async def reserve(
     Five statements on the usual path (lock, coach, insert, posting, earnings),
     raw SQL rather than ORM flushes: the payout job runs this once per coach."""
     locked = await _lock_by_owner(db, coach_id, currency, wait=force)
-    if locked is None:  # missing accounts (created here) or a balance another worker holds
-        accounts = await coach_accounts(db, coach_id, currency)
-        owed = await _lock_available(db, accounts["available"], wait=force)
-        if owed is None:
-            return Refusal("balance busy (another worker holds it)")
-        locked = (accounts["available"], owed)
+    if locked == "missing":  # a coach never paid in this currency: create, then lock
+        await coach_accounts(db, coach_id, currency)
+        locked = await _lock_by_owner(db, coach_id, currency, wait=force)
+    if not isinstance(locked, tuple):
+        return Refusal("balance busy (another worker holds it)")
     available, owed = locked
     coach = (await db.execute(sql.COACH, {"coach": coach_id, "cur": currency})).one_or_none()
     if coach is None:
