@@ -24,7 +24,16 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.clock import Clock
-from core.inbox_models import FAILED, IGNORED, PENDING, PROCESSED, WebhookEvent
+from core.inbox_models import (
+    DONE_SET,
+    FAILED,
+    IGNORED,
+    OWED,
+    PENDING,
+    PROCESSED,
+    STORED_COLUMNS,
+    WebhookEvent,
+)
 from core.stripe_types import StripeEvent
 
 if TYPE_CHECKING:
@@ -64,39 +73,34 @@ _encode = msgspec.json.encode
 # The hot path in plain SQL, built once: no ORM statement to build, compile and
 # cache-key per event, no ORM object per row. The payload goes in as the text
 # received (CAST to jsonb), not re-encoded from a dict.
-_OWED = f"status IN ('{PENDING}', '{FAILED}')"
 _STORE = text(
-    "INSERT INTO webhook_events (stripe_event_id, endpoint, type, account, livemode, payload,"
-    " received_at, status, attempts, next_attempt_at)"
+    f"INSERT INTO webhook_events ({STORED_COLUMNS})"
     f" VALUES (:event_id, :endpoint, :type, :account, :livemode, CAST(:payload AS jsonb),"
     f" :now, '{PENDING}', 0, :due)"
     " ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id"
 )
 _CLAIM = text(
-    f"SELECT type, payload FROM webhook_events WHERE id = :id AND {_OWED} FOR UPDATE SKIP LOCKED"
+    f"SELECT type, payload FROM webhook_events WHERE id = :id AND {OWED} FOR UPDATE SKIP LOCKED"
 )
 _CLAIM_TYPE = text(
-    f"SELECT type FROM webhook_events WHERE id = :id AND {_OWED} FOR UPDATE SKIP LOCKED"
+    f"SELECT type FROM webhook_events WHERE id = :id AND {OWED} FOR UPDATE SKIP LOCKED"
 )
 _SET_DONE = (
-    "UPDATE webhook_events SET status = :status, processed_at = :now,"
-    " attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL WHERE id = :id"
+    f"UPDATE webhook_events SET status = :status, processed_at = :now, {DONE_SET} WHERE id = :id"
 )
 _MARK_DONE = text(_SET_DONE)
-_UNLEASE = text(
-    f"UPDATE webhook_events SET next_attempt_at = :now WHERE id = ANY(:ids) AND {_OWED}"
-)
+_UNLEASE = text(f"UPDATE webhook_events SET next_attempt_at = :now WHERE id = ANY(:ids) AND {OWED}")
 _CLAIM_DUE = text(
     "UPDATE webhook_events SET next_attempt_at = :until WHERE id IN ("
-    f" SELECT id FROM webhook_events WHERE {_OWED} AND next_attempt_at <= :now"
+    f" SELECT id FROM webhook_events WHERE {OWED} AND next_attempt_at <= :now"
     " ORDER BY next_attempt_at, id LIMIT :batch FOR UPDATE SKIP LOCKED) RETURNING id, type"
 )
 # Events no handler takes, marked in one statement (what process_event does for each:
 # claim it unless locked elsewhere, mark it ignored).
 _IGNORE_MANY = text(
-    f"UPDATE webhook_events SET status = '{IGNORED}', processed_at = :now,"
-    " attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL WHERE id IN ("
-    f" SELECT id FROM webhook_events WHERE id = ANY(:ids) AND {_OWED} FOR UPDATE SKIP LOCKED)"
+    f"UPDATE webhook_events SET status = '{IGNORED}', processed_at = :now, {DONE_SET}"
+    " WHERE id IN ("
+    f" SELECT id FROM webhook_events WHERE id = ANY(:ids) AND {OWED} FOR UPDATE SKIP LOCKED)"
     " RETURNING id"
 )
 

@@ -15,6 +15,15 @@ PENDING = "pending"
 PROCESSED = "processed"
 FAILED = "failed"
 IGNORED = "ignored"
+# Shared by the two writers of the inbox (core.inbox in a transaction, and the
+# receiver's batched INSERT in core.inbox_receive), whatever their parameter style.
+STORED_COLUMNS = (
+    "stripe_event_id, endpoint, type, account, livemode, payload,"
+    " received_at, status, attempts, next_attempt_at"
+)
+# Besides status and processed_at, what marking an event done (processed or ignored) sets.
+DONE_SET = "attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL"
+OWED = f"status IN ('{PENDING}', '{FAILED}')"
 
 
 class WebhookEvent(Base):

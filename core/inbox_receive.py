@@ -35,7 +35,7 @@ from typing import Any, Generic, TypeVar
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from core.inbox_models import FAILED, IGNORED, PENDING
+from core.inbox_models import DONE_SET, IGNORED, OWED, PENDING, STORED_COLUMNS
 from core.rawpool import RawPool
 from core.stripe_webhooks import WebhookPayloadInvalid
 
@@ -57,8 +57,7 @@ _ROW = f"(%s, %s, %s, %s, %s, %s::jsonb, %s, '{PENDING}', 0, %s)"
 @functools.lru_cache(maxsize=1024)
 def _insert_sql(rows: int) -> str:
     return (
-        "INSERT INTO webhook_events (stripe_event_id, endpoint, type, account, livemode,"
-        " payload, received_at, status, attempts, next_attempt_at) VALUES "
+        f"INSERT INTO webhook_events ({STORED_COLUMNS}) VALUES "
         + ", ".join([_ROW] * rows)
         + " ON CONFLICT (stripe_event_id) DO NOTHING RETURNING stripe_event_id, id"
     )
@@ -66,9 +65,8 @@ def _insert_sql(rows: int) -> str:
 
 # core.inbox._mark_ignored for many rows: only rows still owed work change.
 _IGNORE = (
-    f"UPDATE webhook_events SET status = '{IGNORED}', processed_at = %s,"
-    " attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL"
-    f" WHERE id = ANY(%s) AND status IN ('{PENDING}', '{FAILED}') RETURNING id"
+    f"UPDATE webhook_events SET status = '{IGNORED}', processed_at = %s, {DONE_SET}"
+    f" WHERE id = ANY(%s) AND {OWED} RETURNING id"
 )
 
 
