@@ -11,7 +11,7 @@ import html
 from typing import Any
 
 from emulator.errors import ControlError
-from emulator.resources import accounts, checkout, disputes, payouts
+from emulator.resources import accounts, checkout, disputes, payments, payouts
 from emulator.router import Ctx, Resp, Router
 from emulator.store import Obj
 
@@ -34,6 +34,7 @@ def register(router: Router) -> None:
     add("POST", "/_emulator/checkout/sessions/{id}/expire", expire_session)
     add("GET", "/_emulator/checkout/{id}", checkout_page)
     add("POST", "/_emulator/charges/{id}/dispute", open_dispute)
+    add("POST", "/_emulator/refunds/{id}/fail", fail_refund)
     add("POST", "/_emulator/disputes/{id}/close", close_dispute)
     add("POST", "/_emulator/balance/available", make_available)
     add("GET", "/_emulator/events", list_events)
@@ -192,6 +193,15 @@ def open_dispute(ctx: Ctx) -> Obj:
     charge = _obj(ctx, "charges", "charge")
     reason = str(ctx.params.get("reason", "fraudulent"))
     return disputes.open_dispute(ctx.store, charge, _int(ctx.params, "amount"), reason)
+
+
+def fail_refund(ctx: Ctx) -> Obj:
+    refund = _obj(ctx, "refunds", "refund")
+    reason = str(ctx.params.get("failure_reason", "expired_or_canceled_card"))
+    try:
+        return payments.fail_refund(ctx.store, refund, reason)
+    except ValueError as exc:
+        raise ControlError(str(exc)) from None
 
 
 def close_dispute(ctx: Ctx) -> Obj:

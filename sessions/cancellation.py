@@ -81,7 +81,8 @@ async def cancel_session(
     return row
 
 
-def _owed_filter() -> str:
+def owed_filter() -> str:
+    """SQL over ``b`` (a booking) and ``s`` (its session): still to close or refund."""
     failed = ", ".join(f"'{s}'" for s in FAILED_STATUSES)
     unpaid = ", ".join(f"'{s.value}'" for s in UNPAID)
     paid = ", ".join(f"'{s.value}'" for s in REFUNDABLE)
@@ -97,7 +98,7 @@ def _owed_filter() -> str:
 
 _OWED = text(
     "SELECT b.id FROM bookings b JOIN coaching_sessions s ON s.id = b.coaching_session_id"
-    f" WHERE {_owed_filter()} AND (CAST(:sid AS bigint) IS NULL OR s.id = :sid)"
+    f" WHERE {owed_filter()} AND (CAST(:sid AS bigint) IS NULL OR s.id = :sid)"
     " ORDER BY b.id LIMIT :n"
 )
 
@@ -107,7 +108,7 @@ _OWED = text(
 _HOLD = text(
     "WITH owed AS (SELECT b.id FROM bookings b JOIN coaching_sessions s"
     " ON s.id = b.coaching_session_id"
-    f" WHERE {_owed_filter()} AND (CAST(:sid AS bigint) IS NULL OR s.id = :sid)),"
+    f" WHERE {owed_filter()} AND (CAST(:sid AS bigint) IS NULL OR s.id = :sid)),"
     " held AS (SELECT e.id FROM earnings e JOIN owed ON owed.id = e.booking_id"
     " WHERE e.status = 'pending' AND e.available_at < :until ORDER BY e.id FOR UPDATE OF e)"
     " UPDATE earnings e SET available_at = :until FROM held WHERE e.id = held.id"

@@ -1,5 +1,6 @@
 """Finance staff endpoints (finance and admin roles): summary, transactions, payouts,
-trial balance, reconciliation. JSON, or CSV with ``Accept: text/csv`` (or ``?format=csv``)."""
+trial balance, reconciliation (JSON, or CSV with ``Accept: text/csv`` or
+``?format=csv``), and the refunds that need a person (JSON)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from api.auth import require_role
 from api.context import AppContext
 from api.deps import AppCtx, DbSession
 from api.finance_queries import payouts_view, reconciliation_report
+from api.routes.finance_attention import get_refunds_attention
 from core.errors import InvalidInput
 from core.money import format_amount
 from core.users import Role
@@ -238,6 +240,7 @@ router = Router(
         get_payouts,
         get_trial_balance,
         get_reconciliation,
+        get_refunds_attention,
     ],
     tags=["finance"],
 )

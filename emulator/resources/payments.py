@@ -328,6 +328,44 @@ def refund(
     return obj
 
 
+# Why a refund fails, as Stripe names it (the refund's ``failure_reason``).
+FAILURE_REASONS = frozenset(
+    {"charge_for_pending_refund_disputed", "declined", "expired_or_canceled_card",
+     "insufficient_funds", "lost_or_stolen_card", "merchant_request", "unknown"}
+)  # fmt: skip
+
+
+def fail_refund(store: Store, obj: Obj, failure_reason: str) -> Obj:
+    """What Stripe does when the card network returns a refund: the refund fails,
+    its amount comes back to the balance (a ``refund_failure`` balance transaction)
+    and to the charge's unrefunded amount. ValueError for a refund that was not
+    made or an unknown reason."""
+    if obj["status"] not in ("succeeded", "pending"):
+        raise ValueError(f"refund {obj['id']} is {obj['status']}: only a made refund can fail")
+    if failure_reason not in FAILURE_REASONS:
+        raise ValueError(f"failure_reason must be one of {', '.join(sorted(FAILURE_REASONS))}")
+    record = store.get("charges", obj["charge"])
+    if record is None:
+        raise ValueError(f"refund {obj['id']} has no charge")
+    txn = store.add_balance_transaction(
+        amount=obj["amount"],
+        currency=obj["currency"],
+        type="refund_failure",
+        source=obj["id"],
+        reporting_category="refund_failure",
+        description="REFUND FAILURE",
+    )
+    previous = {"status": obj["status"]}
+    obj.update(
+        status="failed", failure_reason=failure_reason, failure_balance_transaction=txn["id"]
+    )
+    record["amount_refunded"] -= obj["amount"]
+    record["refunded"] = record["amount_refunded"] >= record["amount"]
+    store.emit("refund.updated", obj, previous=previous)
+    store.emit("refund.failed", obj)
+    return obj
+
+
 def list_refunds(ctx: Ctx) -> Obj:
     charge_id = get_str(ctx.params, "charge")
     intent_id = get_str(ctx.params, "payment_intent")

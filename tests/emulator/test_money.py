@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 import stripe
 
@@ -212,3 +213,40 @@ def test_balance_transactions_filters_and_pagination(
     )
     assert len(window.data) == 3
     assert client.v1.balance_transactions.list({"created": {"gte": created + 60}}).data == []
+
+
+def test_a_refund_the_card_network_returns_fails_and_its_money_comes_back(
+    client: stripe.StripeClient, emulator: EmulatorServer, receiver: Receiver
+) -> None:
+    session = paid_session(client, emulator, 10_000)
+    intent = client.v1.payment_intents.retrieve(session.payment_intent)
+    made = client.v1.refunds.create({"charge": intent.latest_charge, "amount": 4_000})
+    before = client.v1.balance.retrieve().to_dict()
+    failed = emulator.control(
+        "POST", f"refunds/{made.id}/fail", {"failure_reason": "lost_or_stolen_card"}
+    )
+    assert (failed["status"], failed["failure_reason"]) == ("failed", "lost_or_stolen_card")
+    again = client.v1.refunds.retrieve(made.id)
+    assert again.status == "failed"
+    back = client.v1.balance_transactions.retrieve(again.failure_balance_transaction)
+    assert (back.type, back.amount, back.source) == ("refund_failure", 4_000, made.id)
+    after = client.v1.balance.retrieve().to_dict()
+    moved = sum(b["amount"] for b in after["pending"] + after["available"]) - sum(
+        b["amount"] for b in before["pending"] + before["available"]
+    )
+    assert moved == 4_000
+    charge = client.v1.charges.retrieve(intent.latest_charge)
+    assert (charge.amount_refunded, charge.refunded) == (0, False)
+    # The whole charge can be refunded again; a failed refund cannot fail twice.
+    whole = client.v1.refunds.create({"charge": charge.id})
+    assert whole.amount == 10_000
+    with pytest.raises(httpx.HTTPStatusError) as unknown:
+        emulator.control("POST", f"refunds/{whole.id}/fail", {"failure_reason": "sunspots"})
+    assert "failure_reason must be one of" in unknown.value.response.text
+    with pytest.raises(httpx.HTTPStatusError) as twice:
+        emulator.control("POST", f"refunds/{made.id}/fail")
+    assert twice.value.response.status_code == 400
+    assert "only a made refund can fail" in twice.value.response.text
+    emulator.flush_webhooks()
+    assert receiver.types().count("refund.failed") == 1
+    assert receiver.types().count("refund.updated") == 1

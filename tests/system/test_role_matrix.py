@@ -113,6 +113,7 @@ TABLE: dict[str, Rule] = {
     "GET /v1/finance/payouts": rule(F, A),
     "GET /v1/finance/trial-balance": rule(F, A),
     "GET /v1/finance/reconciliation": rule(F, A),
+    "GET /v1/finance/refunds/attention": rule(F, A),
 }
 
 

@@ -1,0 +1,147 @@
+"""sessions.attention: refunds that failed or were refused stay listed until made good."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.inbox import HandlerContext
+from core.stripe_errors import StripeRefused
+from core.stripe_gateway import StripeGateway
+from emulator.server import EmulatorServer
+from sessions.attention import refunds_needing_attention
+from sessions.audit import Actor
+from sessions.cancellation import bookings_owed, cancel_session, settle_booking
+from sessions.models import Booking, Refund
+from sessions.refunds import refund_booking
+from tests.sessions.helpers import deliver_new, event_mark, make_user, paid_booking, trial_balance
+
+
+class _Refusing:
+    def __init__(self, inner: StripeGateway) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def create_refund(self, **kw: Any) -> Any:
+        raise StripeRefused("charge_disputed", "the charge is disputed", 400)
+
+
+async def _fail_at_stripe(
+    db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer, row: Refund
+) -> None:
+    """The card network returns the refund (the emulator's refund.updated + refund.failed)."""
+    mark = event_mark(emulator)
+    emulator.control("POST", f"refunds/{row.stripe_refund_id}/fail")
+    await deliver_new(db, ctx, emulator, mark)
+    await db.refresh(row)
+    assert row.status == "failed"
+
+
+async def _refund(db: AsyncSession, ctx: HandlerContext, booking: Booking, **kw: Any) -> Refund:
+    admin = await make_user(db, "admin", ctx.clock.now())
+    return await refund_booking(
+        db, booking_id=booking.id, actor=Actor.user(admin, "admin"), gateway=ctx.gateway,
+        clock=ctx.clock, **kw,
+    )  # fmt: skip
+
+
+async def test_a_failed_refund_is_listed_until_a_later_refund_goes_through(
+    db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer
+) -> None:
+    booking, coach, mentee = await paid_booking(db, ctx, emulator)
+    assert await refunds_needing_attention(db) == []
+    row = await _refund(db, ctx, booking, amount=3000, reason="late")
+    await _fail_at_stripe(db, ctx, emulator, row)
+    [item] = await refunds_needing_attention(db)
+    assert (item.kind, item.booking_id, item.refund_id, item.amount) == (
+        "refund_failed", booking.id, row.id, 3000,
+    )  # fmt: skip
+    assert (item.coach_id, item.mentee_id, item.paid, item.amount_refunded) == (
+        coach, mentee, 10000, 0,
+    )  # fmt: skip
+    assert item.stripe_refund_id == row.stripe_refund_id and not item.retried_automatically
+    # A person refunds again; once that refund has not failed, nothing is left.
+    await _refund(db, ctx, booking, amount=3000)
+    assert await refunds_needing_attention(db) == []
+    assert await trial_balance(db) == 0
+
+
+async def test_a_refused_cancellation_refund_is_listed_with_stripes_reason(
+    db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer
+) -> None:
+    booking, coach, _ = await paid_booking(db, ctx, emulator)
+    await cancel_session(
+        db, session_id=booking.coaching_session_id, actor=Actor.user(coach, "coach"),
+        clock=ctx.clock,
+    )  # fmt: skip
+    refusing = _Refusing(ctx.gateway)
+    outcome = await settle_booking(db, booking_id=booking.id, gateway=refusing, clock=ctx.clock)  # type: ignore[arg-type]
+    assert outcome == "refused"
+    [item] = await refunds_needing_attention(db)
+    assert (item.kind, item.amount, item.session_status) == ("refund_refused", 10000, "cancelled")
+    assert item.detail is not None and "disputed" in item.detail
+    assert item.refund_id is None and not item.retried_automatically
+    await _refund(db, ctx, booking)  # in full, by a person
+    assert await refunds_needing_attention(db) == []
+
+
+async def test_a_failed_cancellation_refund_waits_for_a_person(
+    db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer
+) -> None:
+    """An automatic refund that fails is the mentee's money, not the coach's again
+    (sessions/refund_failures.py): the settle job does not retry it, a person must."""
+    booking, coach, _ = await paid_booking(db, ctx, emulator)
+    await cancel_session(
+        db, session_id=booking.coaching_session_id, actor=Actor.user(coach, "coach"),
+        clock=ctx.clock,
+    )  # fmt: skip
+    outcome = await settle_booking(db, booking_id=booking.id, gateway=ctx.gateway, clock=ctx.clock)
+    assert outcome == "refunded"
+    row = (await db.execute(select(Refund))).scalar_one()
+    await _fail_at_stripe(db, ctx, emulator, row)
+    assert await bookings_owed(db, limit=10) == []
+    [item] = await refunds_needing_attention(db)
+    assert (item.kind, item.refund_id, item.amount) == ("refund_failed", row.id, 10000)
+    assert not item.retried_automatically
+
+
+async def test_pages_cover_every_item_once_newest_first(
+    db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer
+) -> None:
+    refunds = []
+    for n in range(3):
+        booking, _, _ = await paid_booking(db, ctx, emulator)
+        row = await _refund(db, ctx, booking, amount=1000 + n)
+        await _fail_at_stripe(db, ctx, emulator, row)
+        refunds.append(row.id)
+        ctx.clock.advance(timedelta(minutes=1))
+    seen, before = [], None
+    while True:
+        page = await refunds_needing_attention(db, limit=2, before=before)
+        if not page:
+            break
+        seen += [i.refund_id for i in page]
+        before = page[-1].cursor
+    assert seen == refunds[::-1]
+
+
+async def test_a_failed_refund_of_a_cancelled_session_is_left_to_its_settle_job(
+    db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer
+) -> None:
+    booking, coach, _ = await paid_booking(db, ctx, emulator)
+    row = await _refund(db, ctx, booking, amount=3000)
+    await _fail_at_stripe(db, ctx, emulator, row)
+    await cancel_session(
+        db, session_id=booking.coaching_session_id, actor=Actor.user(coach, "coach"),
+        clock=ctx.clock,
+    )  # fmt: skip
+    [item] = await refunds_needing_attention(db)
+    assert item.refund_id == row.id and item.retried_automatically
+    outcome = await settle_booking(db, booking_id=booking.id, gateway=ctx.gateway, clock=ctx.clock)
+    assert outcome == "refunded"  # the whole booking, by the job's own refund
+    assert await refunds_needing_attention(db) == []
