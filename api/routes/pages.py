@@ -7,6 +7,7 @@ Templates are Jinja (Litestar's engine, autoescaped), charts inline SVG.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,6 +30,7 @@ from core.money import format_amount
 from core.users import User, provision_user
 from ledger.report_summary import summary, totals
 from ledger.reports import TransactionFilter, list_transactions, trial_balance
+from sessions.attention import refunds_needing_attention
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 _engine = JinjaTemplateEngine(directory=TEMPLATES)
@@ -36,6 +38,7 @@ Q = Annotated[str | None, QueryParameter()]
 From = Annotated[str | None, QueryParameter(name="from")]
 To = Annotated[str | None, QueryParameter(name="to")]
 RECONCILE_DEFAULT = timedelta(days=30)
+ATTENTION_ROWS = 20  # the rest through GET /v1/finance/refunds/attention
 TOTAL_COLUMNS = (
     ("gross_volume", "Gross volume"), ("platform_fees", "Platform fees"),
     ("processing_fees", "Stripe fees"), ("net_platform_revenue", "Net revenue"),
@@ -152,6 +155,10 @@ async def finance_page(
         fv.transaction_json(t) for t in await list_transactions(db, tx_filter, limit=25)
     ]
     balanced = (await trial_balance(db)).balanced
+    attention = [
+        {**asdict(i), "amount_display": format_amount(i.amount, i.currency)}
+        for i in await refunds_needing_attention(db, limit=ATTENTION_ROWS)
+    ]
     period = {"from": _date_value(s), "to": _date_value(e), "currency": cur or "", "group": grp}
     tx_params = {"from": s.isoformat() if s else "", "to": e.isoformat() if e else ""}
     qs_tx = urlencode({k: v for k, v in {**tx_params, "currency": cur or ""}.items() if v})
@@ -173,6 +180,8 @@ async def finance_page(
         recon_chart=recon_chart,
         transactions=transactions,
         trial_balanced=balanced,
+        attention=attention,
+        attention_rows=ATTENTION_ROWS,
         qs=urlencode({**{k: v for k, v in period.items() if k != "group" and v}, "group": grp}),
         qs_tx=qs_tx,
     )

@@ -68,11 +68,16 @@ async def test_a_returned_refund_is_listed_until_an_admin_refunds_again(
     )
     assert (item["paid"], item["amount_refunded"], item["detail"]) == (10000, 0, "ran late")
     assert item["retried_automatically"] is False
+    page = await client.get("/finance", headers=tokens.headers("finance"))
+    assert page.status_code == 200
+    assert f'data-testid="attention-{paid["id"]}"' in page.text and "40.00 USD" in page.text
     # An admin makes it good: a new refund at Stripe, and the item is gone.
     r = await client.post(url, json={"amount": 4000}, headers=tokens.headers("admin"))
     assert r.status_code == 201, r.text
     await stripe.flush()
     assert [i for i in await _items(client, tokens) if i["booking_id"] == paid["id"]] == []
+    page = await client.get("/finance", headers=tokens.headers("finance"))
+    assert f'data-testid="attention-{paid["id"]}"' not in page.text
 
 
 @pytest.mark.parametrize(
