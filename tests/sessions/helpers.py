@@ -220,3 +220,18 @@ async def in_tx(
     """``fn`` in a transaction of its own, committed."""
     async with factory() as db, db.begin():
         return await fn(db)
+
+
+class FailingRefunds:
+    """A gateway whose ``create_refund`` raises ``error`` (Stripe refusing, or no answer:
+    ``StripeRefused`` / ``StripeOutcomeUnknown``); everything else is ``inner``'s."""
+
+    def __init__(self, inner: Any, error: Exception) -> None:
+        self.inner, self.error, self.calls = inner, error, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def create_refund(self, **kw: Any) -> Any:
+        self.calls += 1
+        raise self.error

@@ -10,25 +10,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.inbox import HandlerContext
 from core.stripe_errors import StripeRefused
-from core.stripe_gateway import StripeGateway
 from emulator.server import EmulatorServer
 from sessions.attention import refunds_needing_attention
 from sessions.audit import Actor
 from sessions.cancellation import bookings_owed, cancel_session, settle_booking
 from sessions.models import Booking, Refund
 from sessions.refunds import refund_booking
-from tests.sessions.helpers import deliver_new, event_mark, make_user, paid_booking, trial_balance
-
-
-class _Refusing:
-    def __init__(self, inner: StripeGateway) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def create_refund(self, **kw: Any) -> Any:
-        raise StripeRefused("charge_disputed", "the charge is disputed", 400)
+from tests.sessions.helpers import (
+    FailingRefunds,
+    deliver_new,
+    event_mark,
+    make_user,
+    paid_booking,
+    trial_balance,
+)
 
 
 async def _fail_at_stripe(
@@ -79,7 +74,7 @@ async def test_a_refused_cancellation_refund_is_listed_with_stripes_reason(
         db, session_id=booking.coaching_session_id, actor=Actor.user(coach, "coach"),
         clock=ctx.clock,
     )  # fmt: skip
-    refusing = _Refusing(ctx.gateway)
+    refusing = FailingRefunds(ctx.gateway, StripeRefused("charge_disputed", "disputed", 400))
     outcome = await settle_booking(db, booking_id=booking.id, gateway=refusing, clock=ctx.clock)  # type: ignore[arg-type]
     assert outcome == "refused"
     [item] = await refunds_needing_attention(db)

@@ -37,6 +37,7 @@ from sessions.errors import SessionNotCancellable, SessionNotFound
 from sessions.models import Booking, Refund
 from sessions.webhooks import on_checkout_paid
 from tests.sessions.helpers import (
+    FailingRefunds,
     book_for,
     event_mark,
     events_since,
@@ -135,32 +136,8 @@ async def test_only_its_coach_before_the_start_or_an_admin_may_cancel(
     assert row.status == "cancelled"
 
 
-class _Refusing:
-    """A gateway whose refunds Stripe refuses (a disputed charge, say)."""
-
-    def __init__(self, inner: StripeGateway) -> None:
-        self.inner, self.calls = inner, 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def create_refund(self, **kw: Any) -> Any:
-        self.calls += 1
-        raise StripeRefused("charge_disputed", "the charge is disputed", 400)
-
-
-class _Down:
-    """A gateway whose refunds never get an answer (Stripe unreachable)."""
-
-    def __init__(self, inner: StripeGateway) -> None:
-        self.inner, self.calls = inner, 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def create_refund(self, **kw: Any) -> Any:
-        self.calls += 1
-        raise StripeOutcomeUnknown("connection to Stripe failed")
+def _refusing(inner: StripeGateway) -> FailingRefunds:
+    return FailingRefunds(inner, StripeRefused("charge_disputed", "the charge is disputed", 400))
 
 
 async def _earning(factory: async_sessionmaker[AsyncSession]) -> Earning:
@@ -183,7 +160,7 @@ async def test_a_share_whose_refund_is_owed_is_not_released_while_stripe_is_down
         ),
     )
     assert (await _earning(factory)).available_at == max(due, clock.now() + OWED_REFUND_HOLD)
-    down = _Down(race_ctx.gateway)
+    down = FailingRefunds(race_ctx.gateway, StripeOutcomeUnknown("connection to Stripe failed"))
     # Stripe stays down past the earning's own release time: every settle run
     # (the job's, every few minutes) pushes the release on, so it never happens.
     for hours in (1, 30, 80, 100):
@@ -216,7 +193,7 @@ async def test_a_refused_refund_waits_for_a_person_and_is_not_retried(
             db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=race_ctx.clock
         ),
     )
-    refusing = _Refusing(race_ctx.gateway)
+    refusing = _refusing(race_ctx.gateway)
     report = await settle_owed(factory, gateway=refusing, clock=race_ctx.clock)  # type: ignore[arg-type]
     assert report.refused == [booking_id] and report.refunded == []
     again = await settle_owed(factory, gateway=refusing, clock=race_ctx.clock)  # type: ignore[arg-type]
