@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import text
@@ -21,11 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.clock import Clock
 from core.errors import Conflict
-from core.stripe_errors import StripeOutcomeUnknown
+from core.stripe_errors import (
+    StripeAuthenticationError,
+    StripeIdempotencyError,
+    StripeOutcomeUnknown,
+)
 from core.stripe_gateway import StripeGateway, idempotency_key
 from sessions.audit import Actor, transition
 from sessions.booking import expire_checkout, get_booking
 from sessions.catalog import lock_session
+from sessions.earnings import OWED_REFUND_HOLD
 from sessions.errors import SessionNotCancellable, SessionNotFound
 from sessions.models import BookingStatus, CoachingSession, SessionStatus
 from sessions.refund_failures import FAILED_STATUSES
@@ -38,13 +43,13 @@ log = logging.getLogger(__name__)
 MAX_FAILED_REFUNDS = 3
 REFUSED_CAUSE = "session_cancelled:refund_refused"
 UNPAID = (BookingStatus.PENDING, BookingStatus.FAILED)
-# While a cancelled session's refund is owed, the coach's share must not be
-# released and paid out: the refund would then take it back from a balance
-# already sent (negative, and lost if the coach never earns again). Cancelling
-# and every settle run push the earnings' release this far ahead, so they are
-# released only once nothing is owed any more (refunded: the earning is
-# cancelled; refused: a person decides) or if the settle job stops for a day.
-OWED_REFUND_HOLD = timedelta(hours=24)
+# While a cancelled session's booking still holds money, the coach's share must
+# not be released and paid out: the refund would then take it back from a
+# balance already sent (negative, and lost if the coach never earns again).
+# Cancelling and the settle runs keep the earning's release at least half of
+# this ahead, so it is released only once the booking is refunded (the earning
+# is then cancelled) or if the settle job stops for half a day. A refund Stripe
+# refused stays held too: a person decides (sessions/attention.py lists it).
 
 Outcome = Literal["refunded", "closed", "nothing", "refused", "unavailable"]
 
@@ -77,7 +82,7 @@ async def cancel_session(
     row.status = SessionStatus.CANCELLED.value
     row.updated_at = now
     await db.flush()
-    await hold_owed_earnings(db, session_id=row.id, until=now + OWED_REFUND_HOLD)
+    await hold_owed_earnings(db, session_id=row.id, now=now)
     return row
 
 
@@ -104,23 +109,30 @@ _OWED = text(
 
 
 # Locked in id order first: the job (every session) and a cancellation (one) may
-# hold overlapping rows, and must not take them in opposite orders.
+# hold overlapping rows, and must not take them in opposite orders. Wider than
+# ``owed_filter``: a refund Stripe refused, or one failed too often, is no longer
+# the job's to retry, but its booking still holds the mentee's money.
 _HOLD = text(
     "WITH owed AS (SELECT b.id FROM bookings b JOIN coaching_sessions s"
-    " ON s.id = b.coaching_session_id"
-    f" WHERE {owed_filter()} AND (CAST(:sid AS bigint) IS NULL OR s.id = :sid)),"
+    f" ON s.id = b.coaching_session_id WHERE s.status = '{SessionStatus.CANCELLED.value}'"
+    f" AND b.status IN ({', '.join(repr(str(x.value)) for x in REFUNDABLE)})"
+    " AND b.amount_refunded < b.amount AND (CAST(:sid AS bigint) IS NULL OR s.id = :sid)),"
     " held AS (SELECT e.id FROM earnings e JOIN owed ON owed.id = e.booking_id"
-    " WHERE e.status = 'pending' AND e.available_at < :until ORDER BY e.id FOR UPDATE OF e)"
+    " WHERE e.status = 'pending' AND e.available_at < :renew ORDER BY e.id FOR UPDATE OF e)"
     " UPDATE earnings e SET available_at = :until FROM held WHERE e.id = held.id"
 )
 
 
 async def hold_owed_earnings(
-    db: AsyncSession, *, session_id: int | None = None, until: datetime
+    db: AsyncSession, *, session_id: int | None = None, now: datetime
 ) -> int:
-    """Keep the pending earnings of bookings still owed a refund from release before
-    ``until`` (of one cancelled session, or of all); how many were pushed back."""
-    result = await db.execute(_HOLD, {"sid": session_id, "until": until})
+    """Keep the pending earnings of cancelled sessions' bookings that still hold money
+    from release (of one session, or of all): any due within half of
+    ``OWED_REFUND_HOLD`` moves to ``now + OWED_REFUND_HOLD`` (so a run every few
+    minutes rewrites each row twice a day, not every time). How many moved."""
+    params = {"sid": session_id, "until": now + OWED_REFUND_HOLD}
+    params["renew"] = now + OWED_REFUND_HOLD / 2
+    result = await db.execute(_HOLD, params)
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -171,6 +183,9 @@ async def settle_booking(
             now=now,
         )
     except Conflict as exc:
+        if isinstance(exc.__cause__, StripeAuthenticationError | StripeIdempotencyError):
+            # Our key or our request, not the charge: nothing for finance, retry later.
+            raise StripeOutcomeUnknown(f"refund not made: {exc}") from exc
         log.warning("refund of booking %s (session cancelled) refused: %s", booking.id, exc)
         await transition(
             db, booking, booking.status, actor=Actor.system(), cause=REFUSED_CAUSE, at=now,
@@ -193,7 +208,7 @@ async def settle_owed(
     async with factory() as db, db.begin():
         # Before any Stripe call: an outage from here to the hold's end must not
         # let the release job pay out shares whose refund is still owed.
-        await hold_owed_earnings(db, session_id=session_id, until=clock.now() + OWED_REFUND_HOLD)
+        await hold_owed_earnings(db, session_id=session_id, now=clock.now())
         owed = await bookings_owed(db, session_id=session_id, limit=limit)
     for booking_id in owed:
         try:
@@ -202,6 +217,10 @@ async def settle_owed(
                     db, booking_id=booking_id, gateway=gateway, clock=clock
                 )
         except StripeOutcomeUnknown:
+            report.waiting.append(booking_id)
+            continue
+        except Exception:  # one booking's surprise must not starve the others
+            log.exception("settling booking %s of a cancelled session failed", booking_id)
             report.waiting.append(booking_id)
             continue
         if outcome == "refunded":

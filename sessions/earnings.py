@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +20,24 @@ from core.settings import Settings
 from ledger.accounts import Kind
 from ledger.models import Earning
 from sessions.models import Booking, CoachingSession
+
+# How far ahead a cancelled session's owed shares are kept from release; see
+# sessions/cancellation.py, which renews it on every settle run.
+OWED_REFUND_HOLD = timedelta(hours=24)
+_HOLD_ONE = text(
+    "UPDATE earnings SET available_at = GREATEST(available_at, :until)"
+    " WHERE booking_id = :b AND status = 'pending'"
+)
+
+
+async def hold_if_session_cancelled(db: AsyncSession, booking: Booking, *, now: datetime) -> None:
+    """After a share came back to ``pending`` (a refund failed, a dispute won): if the
+    booking's session is cancelled, its refund is owed again, so the earning must
+    not be released before the settle job has had its chance (its due date may be
+    long past). The caller holds the earning's lock already (``return_share``)."""
+    session = await db.get(CoachingSession, booking.coaching_session_id)
+    if session is not None and session.status == "cancelled":
+        await db.execute(_HOLD_ONE, {"b": booking.id, "until": now + OWED_REFUND_HOLD})
 
 
 async def create_earning(

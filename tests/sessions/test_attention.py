@@ -140,3 +140,48 @@ async def test_a_failed_refund_of_a_cancelled_session_is_left_to_its_settle_job(
     outcome = await settle_booking(db, booking_id=booking.id, gateway=ctx.gateway, clock=ctx.clock)
     assert outcome == "refunded"  # the whole booking, by the job's own refund
     assert await refunds_needing_attention(db) == []
+
+
+async def test_a_later_smaller_refund_does_not_make_a_failed_one_good(
+    db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer
+) -> None:
+    booking, _, _ = await paid_booking(db, ctx, emulator)
+    first = await _refund(db, ctx, booking, amount=3000)
+    await _refund(db, ctx, booking, amount=2000)
+    ctx.clock.advance(timedelta(days=3))
+    await _fail_at_stripe(db, ctx, emulator, first)  # the mentee is 3000 short
+    [item] = await refunds_needing_attention(db)
+    assert (item.refund_id, item.amount, item.since) == (first.id, 3000, ctx.clock.now())
+    await _refund(db, ctx, booking, amount=1000)  # not enough yet
+    assert len(await refunds_needing_attention(db)) == 1
+    await _refund(db, ctx, booking, amount=2000)
+    assert await refunds_needing_attention(db) == []
+
+
+async def test_a_refused_refund_stays_listed_until_the_booking_is_refunded_in_full(
+    db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer
+) -> None:
+    booking, coach, _ = await paid_booking(db, ctx, emulator)
+    await cancel_session(
+        db, session_id=booking.coaching_session_id, actor=Actor.user(coach, "coach"),
+        clock=ctx.clock,
+    )  # fmt: skip
+    refusing = FailingRefunds(ctx.gateway, StripeRefused("charge_disputed", "disputed", 400))
+    await settle_booking(db, booking_id=booking.id, gateway=refusing, clock=ctx.clock)  # type: ignore[arg-type]
+    await _refund(db, ctx, booking, amount=100)
+    [item] = await refunds_needing_attention(db)
+    assert (item.kind, item.amount) == ("refund_refused", 9900)
+
+
+async def test_a_full_page_still_points_to_the_next(
+    db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer, monkeypatch: Any
+) -> None:
+    from sessions import attention
+
+    monkeypatch.setattr(attention, "MAX_PAGE", 2)
+    for _ in range(3):
+        booking, _, _ = await paid_booking(db, ctx, emulator)
+        await _fail_at_stripe(db, ctx, emulator, await _refund(db, ctx, booking, amount=500))
+    # The route asks for MAX_PAGE + 1 to learn whether another page follows.
+    assert len(await refunds_needing_attention(db, limit=attention.MAX_PAGE + 1)) == 3
+    assert len(await refunds_needing_attention(db, limit=99)) == 3

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from core.clock import FrozenClock
 from core.db import session_factory
 from core.inbox import HandlerContext
-from core.stripe_errors import StripeOutcomeUnknown, StripeRefused
+from core.stripe_errors import StripeAuthenticationError, StripeOutcomeUnknown, StripeRefused
 from core.stripe_gateway import StripeGateway
 from emulator.server import EmulatorServer
 from ledger.models import Earning
@@ -35,10 +35,12 @@ from sessions.cancellation import (
 )
 from sessions.errors import SessionNotCancellable, SessionNotFound
 from sessions.models import Booking, Refund
+from sessions.refunds import refund_booking
 from sessions.webhooks import on_checkout_paid
 from tests.sessions.helpers import (
     FailingRefunds,
     book_for,
+    deliver,
     event_mark,
     events_since,
     in_tx,
@@ -159,7 +161,8 @@ async def test_a_share_whose_refund_is_owed_is_not_released_while_stripe_is_down
             db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=clock
         ),
     )
-    assert (await _earning(factory)).available_at == max(due, clock.now() + OWED_REFUND_HOLD)
+    # Due in days anyway: left as it is (renewed once it comes within half the hold).
+    assert (await _earning(factory)).available_at == due
     down = FailingRefunds(race_ctx.gateway, StripeOutcomeUnknown("connection to Stripe failed"))
     # Stripe stays down past the earning's own release time: every settle run
     # (the job's, every few minutes) pushes the release on, so it never happens.
@@ -179,7 +182,7 @@ async def test_a_share_whose_refund_is_owed_is_not_released_while_stripe_is_down
     assert (earning.status, earning.release_transaction_id) == ("cancelled", None)
     async with factory() as db:
         assert await trial_balance(db) == 0
-        assert await hold_owed_earnings(db, until=clock.now() + OWED_REFUND_HOLD) == 0
+        assert await hold_owed_earnings(db, now=clock.now() + 10 * OWED_REFUND_HOLD) == 0
 
 
 async def test_a_refused_refund_waits_for_a_person_and_is_not_retried(
@@ -208,9 +211,78 @@ async def test_a_refused_refund_waits_for_a_person_and_is_not_retried(
             )
         ).scalars()
         assert list(causes)[-1] == REFUSED_CAUSE
-        # No longer owed by the job: its share is no longer held back either (the
-        # person who takes the refund up decides; the hold ends in a day).
-        assert await hold_owed_earnings(db, until=race_ctx.clock.now() + 2 * OWED_REFUND_HOLD) == 0
+        # No longer the job's to retry, but the booking still holds the mentee's
+        # money: its share stays held back until a person refunds it.
+        later = race_ctx.clock.now() + 10 * OWED_REFUND_HOLD
+        assert await hold_owed_earnings(db, now=later) == 1
         assert await db.scalar(select(func.count()).select_from(Refund)) == 0
         assert await trial_balance(db) == 0
     assert own_emulator.state.refunds == {}
+
+
+async def test_a_refund_failing_after_the_cancellation_holds_the_share_again(
+    clean_engine: AsyncEngine, race_ctx: HandlerContext, own_emulator: EmulatorServer
+) -> None:
+    """The share came back to pending long after its release date: it must wait for
+    the settle job's new refund, not be released at the next run."""
+    factory = session_factory(clean_engine)
+    clock = race_ctx.clock
+    assert isinstance(clock, FrozenClock)
+    coach, session_id, (booking_id,) = await _paid_session(factory, race_ctx, own_emulator, 1)
+    admin = await in_tx(factory, lambda db: make_user(db, "admin", clock.now()))
+    first = await in_tx(
+        factory,
+        lambda db: refund_booking(
+            db,
+            booking_id=booking_id,
+            actor=Actor.user(admin, "admin"),
+            amount=3000,
+            gateway=race_ctx.gateway,
+            clock=clock,
+        ),
+    )
+    await in_tx(
+        factory,
+        lambda db: cancel_session(
+            db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=clock
+        ),
+    )
+    assert (await settle_owed(factory, gateway=race_ctx.gateway, clock=clock)).refunded == [
+        booking_id
+    ]
+    assert (await _earning(factory)).status == "cancelled"  # nothing left for the coach
+    clock.set(clock.now() + timedelta(days=30))
+    mark = event_mark(own_emulator)
+    own_emulator.control("POST", f"refunds/{first.stripe_refund_id}/fail")
+    events = events_since(own_emulator, mark)
+    await in_tx(factory, lambda db: deliver(db, race_ctx, events))
+    earning = await _earning(factory)
+    assert earning.status == "pending" and earning.available_at == clock.now() + OWED_REFUND_HOLD
+    assert (await run_release_job(factory, clock=clock, settings=race_ctx.settings)).released == 0
+    report = await settle_owed(factory, gateway=race_ctx.gateway, clock=clock)
+    assert report.refunded == [booking_id]
+    await run_release_job(factory, clock=clock, settings=race_ctx.settings)
+    earning = await _earning(factory)
+    assert (earning.status, earning.release_transaction_id) == ("cancelled", None)
+    async with factory() as db:
+        booking = await db.get(Booking, booking_id)
+        assert booking is not None and booking.amount_refunded == booking.amount
+        assert await trial_balance(db) == 0
+
+
+async def test_a_bad_api_key_is_an_outage_not_a_refusal(
+    clean_engine: AsyncEngine, race_ctx: HandlerContext, own_emulator: EmulatorServer
+) -> None:
+    factory = session_factory(clean_engine)
+    coach, session_id, (booking_id,) = await _paid_session(factory, race_ctx, own_emulator, 1)
+    await in_tx(
+        factory,
+        lambda db: cancel_session(
+            db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=race_ctx.clock
+        ),
+    )
+    bad_key = FailingRefunds(race_ctx.gateway, StripeAuthenticationError(None, "bad key", 401))
+    report = await settle_owed(factory, gateway=bad_key, clock=race_ctx.clock)  # type: ignore[arg-type]
+    assert (report.waiting, report.refused) == ([booking_id], [])
+    async with factory() as db:
+        assert await bookings_owed(db, limit=10) == [booking_id]  # the job tries again
