@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
+import sqlalchemy.exc
 from litestar import MediaType, Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -18,6 +20,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.types import ExceptionHandlersMap
+from psycopg_pool import PoolTimeout
 
 from api.auth import AuthenticationFailed
 from api.logs import current_request_id
@@ -118,6 +121,16 @@ def _http(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str,
     return error_response(status, name, exc.detail, headers or None)
 
 
+def _database(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
+    """The database is away, its pool exhausted, or it broke a deadlock: nothing of
+    this request was committed, so a retry is safe (503, not a 500 to page about)."""
+    log.warning(
+        "database unavailable on %s %s: %s: %s",
+        request.method, request.url.path, type(exc).__name__, str(exc).splitlines()[0:1],
+    )  # fmt: skip
+    return error_response(503, "ServiceUnavailable", "the database is unavailable; retry later")
+
+
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
     request_id = current_request_id() or "-"
     log.error(
@@ -135,5 +148,9 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DomainError: _domain,
     ValidationException: _validation,
     HTTPException: _http,
+    psycopg.OperationalError: _database,
+    PoolTimeout: _database,
+    sqlalchemy.exc.OperationalError: _database,
+    sqlalchemy.exc.TimeoutError: _database,
     Exception: _internal,
 }

@@ -243,3 +243,22 @@ async def test_admin_actions_on_what_does_not_exist_or_by_others(
     coach = tokens.headers("coach")
     assert (await app_client.post("/v1/admin/payouts/1/retry", headers=coach)).status_code == 403
     assert (await app_client.post("/v1/admin/coaches/1/payouts/pause", json=ok)).status_code == 401
+
+
+async def test_a_database_that_is_away_is_a_503_not_a_500(
+    app_client: Client, tokens: Tokens, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from psycopg_pool import PoolTimeout
+
+    from core.rawpool import RawPool
+
+    async def away(self: RawPool, sql: str, params: object) -> list[object]:
+        raise PoolTimeout("couldn't get a connection after 10.00 sec")
+
+    monkeypatch.setattr(RawPool, "fetch", away)
+    r = await app_client.get("/v1/coaches/me/balance", headers=tokens.headers("coach"))
+    assert r.status_code == 503, r.text
+    assert r.json() == {
+        "error": "ServiceUnavailable",
+        "detail": "the database is unavailable; retry later",
+    }
