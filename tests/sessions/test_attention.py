@@ -37,6 +37,13 @@ async def _fail_at_stripe(
     assert row.status == "failed"
 
 
+async def _cancel(db: AsyncSession, ctx: HandlerContext, booking: Booking, coach: int) -> None:
+    session_id = booking.coaching_session_id
+    await cancel_session(
+        db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=ctx.clock
+    )
+
+
 async def _refund(db: AsyncSession, ctx: HandlerContext, booking: Booking, **kw: Any) -> Refund:
     admin = await make_user(db, "admin", ctx.clock.now())
     return await refund_booking(
@@ -70,10 +77,7 @@ async def test_a_refused_cancellation_refund_is_listed_with_stripes_reason(
     db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer
 ) -> None:
     booking, coach, _ = await paid_booking(db, ctx, emulator)
-    await cancel_session(
-        db, session_id=booking.coaching_session_id, actor=Actor.user(coach, "coach"),
-        clock=ctx.clock,
-    )  # fmt: skip
+    await _cancel(db, ctx, booking, coach)
     refusing = FailingRefunds(ctx.gateway, StripeRefused("charge_disputed", "disputed", 400))
     outcome = await settle_booking(db, booking_id=booking.id, gateway=refusing, clock=ctx.clock)  # type: ignore[arg-type]
     assert outcome == "refused"
@@ -91,10 +95,7 @@ async def test_a_failed_cancellation_refund_waits_for_a_person(
     """An automatic refund that fails is the mentee's money, not the coach's again
     (sessions/refund_failures.py): the settle job does not retry it, a person must."""
     booking, coach, _ = await paid_booking(db, ctx, emulator)
-    await cancel_session(
-        db, session_id=booking.coaching_session_id, actor=Actor.user(coach, "coach"),
-        clock=ctx.clock,
-    )  # fmt: skip
+    await _cancel(db, ctx, booking, coach)
     outcome = await settle_booking(db, booking_id=booking.id, gateway=ctx.gateway, clock=ctx.clock)
     assert outcome == "refunded"
     row = (await db.execute(select(Refund))).scalar_one()
@@ -131,10 +132,7 @@ async def test_a_failed_refund_of_a_cancelled_session_is_left_to_its_settle_job(
     booking, coach, _ = await paid_booking(db, ctx, emulator)
     row = await _refund(db, ctx, booking, amount=3000)
     await _fail_at_stripe(db, ctx, emulator, row)
-    await cancel_session(
-        db, session_id=booking.coaching_session_id, actor=Actor.user(coach, "coach"),
-        clock=ctx.clock,
-    )  # fmt: skip
+    await _cancel(db, ctx, booking, coach)
     [item] = await refunds_needing_attention(db)
     assert item.refund_id == row.id and item.retried_automatically
     outcome = await settle_booking(db, booking_id=booking.id, gateway=ctx.gateway, clock=ctx.clock)
@@ -162,10 +160,7 @@ async def test_a_refused_refund_stays_listed_until_the_booking_is_refunded_in_fu
     db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer
 ) -> None:
     booking, coach, _ = await paid_booking(db, ctx, emulator)
-    await cancel_session(
-        db, session_id=booking.coaching_session_id, actor=Actor.user(coach, "coach"),
-        clock=ctx.clock,
-    )  # fmt: skip
+    await _cancel(db, ctx, booking, coach)
     refusing = FailingRefunds(ctx.gateway, StripeRefused("charge_disputed", "disputed", 400))
     await settle_booking(db, booking_id=booking.id, gateway=refusing, clock=ctx.clock)  # type: ignore[arg-type]
     await _refund(db, ctx, booking, amount=100)

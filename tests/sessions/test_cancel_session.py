@@ -90,12 +90,7 @@ async def test_two_settle_runs_at_once_refund_each_booking_once(
 ) -> None:
     factory = session_factory(clean_engine)
     coach, session_id, ids = await _paid_session(factory, race_ctx, own_emulator, 3)
-    await in_tx(
-        factory,
-        lambda db: cancel_session(
-            db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=race_ctx.clock
-        ),
-    )
+    await _cancel_by_coach(factory, session_id, coach, race_ctx.clock)
     runs = await asyncio.gather(
         *(settle_owed(factory, gateway=race_ctx.gateway, clock=race_ctx.clock) for _ in range(2))
     )
@@ -142,6 +137,17 @@ def _refusing(inner: StripeGateway) -> FailingRefunds:
     return FailingRefunds(inner, StripeRefused("charge_disputed", "the charge is disputed", 400))
 
 
+async def _cancel_by_coach(
+    factory: async_sessionmaker[AsyncSession], session_id: int, coach: int, clock: Any
+) -> None:
+    await in_tx(
+        factory,
+        lambda db: cancel_session(
+            db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=clock
+        ),
+    )
+
+
 async def _earning(factory: async_sessionmaker[AsyncSession]) -> Earning:
     async with factory() as db:
         return (await db.execute(select(Earning))).scalar_one()
@@ -155,12 +161,7 @@ async def test_a_share_whose_refund_is_owed_is_not_released_while_stripe_is_down
     assert isinstance(clock, FrozenClock)
     coach, session_id, (booking_id,) = await _paid_session(factory, race_ctx, own_emulator, 1)
     due = (await _earning(factory)).available_at
-    await in_tx(
-        factory,
-        lambda db: cancel_session(
-            db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=clock
-        ),
-    )
+    await _cancel_by_coach(factory, session_id, coach, clock)
     # Due in days anyway: left as it is (renewed once it comes within half the hold).
     assert (await _earning(factory)).available_at == due
     down = FailingRefunds(race_ctx.gateway, StripeOutcomeUnknown("connection to Stripe failed"))
@@ -190,12 +191,7 @@ async def test_a_refused_refund_waits_for_a_person_and_is_not_retried(
 ) -> None:
     factory = session_factory(clean_engine)
     coach, session_id, (booking_id,) = await _paid_session(factory, race_ctx, own_emulator, 1)
-    await in_tx(
-        factory,
-        lambda db: cancel_session(
-            db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=race_ctx.clock
-        ),
-    )
+    await _cancel_by_coach(factory, session_id, coach, race_ctx.clock)
     refusing = _refusing(race_ctx.gateway)
     report = await settle_owed(factory, gateway=refusing, clock=race_ctx.clock)  # type: ignore[arg-type]
     assert report.refused == [booking_id] and report.refunded == []
@@ -241,12 +237,7 @@ async def test_a_refund_failing_after_the_cancellation_holds_the_share_again(
             clock=clock,
         ),
     )
-    await in_tx(
-        factory,
-        lambda db: cancel_session(
-            db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=clock
-        ),
-    )
+    await _cancel_by_coach(factory, session_id, coach, clock)
     assert (await settle_owed(factory, gateway=race_ctx.gateway, clock=clock)).refunded == [
         booking_id
     ]
@@ -275,12 +266,7 @@ async def test_a_bad_api_key_is_an_outage_not_a_refusal(
 ) -> None:
     factory = session_factory(clean_engine)
     coach, session_id, (booking_id,) = await _paid_session(factory, race_ctx, own_emulator, 1)
-    await in_tx(
-        factory,
-        lambda db: cancel_session(
-            db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=race_ctx.clock
-        ),
-    )
+    await _cancel_by_coach(factory, session_id, coach, race_ctx.clock)
     bad_key = FailingRefunds(race_ctx.gateway, StripeAuthenticationError(None, "bad key", 401))
     report = await settle_owed(factory, gateway=bad_key, clock=race_ctx.clock)  # type: ignore[arg-type]
     assert (report.waiting, report.refused) == ([booking_id], [])
