@@ -126,7 +126,7 @@ def _database(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[
     this request was committed, so a retry is safe (503, not a 500 to page about)."""
     log.warning(
         "database unavailable on %s %s: %s: %s",
-        request.method, request.url.path, type(exc).__name__, str(exc).splitlines()[0:1],
+        request.method, request.url.path, type(exc).__name__, (str(exc).splitlines() or [""])[0],
     )  # fmt: skip
     return error_response(503, "ServiceUnavailable", "the database is unavailable; retry later")
 

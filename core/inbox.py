@@ -85,10 +85,9 @@ _CLAIM = text(
 _CLAIM_TYPE = text(
     f"SELECT type FROM webhook_events WHERE id = :id AND {OWED} FOR UPDATE SKIP LOCKED"
 )
-_SET_DONE = (
+_MARK_DONE = text(
     f"UPDATE webhook_events SET status = :status, processed_at = :now, {DONE_SET} WHERE id = :id"
 )
-_MARK_DONE = text(_SET_DONE)
 _UNLEASE = text(f"UPDATE webhook_events SET next_attempt_at = :now WHERE id = ANY(:ids) AND {OWED}")
 _CLAIM_DUE = text(
     "UPDATE webhook_events SET next_attempt_at = :until WHERE id IN ("

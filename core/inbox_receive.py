@@ -63,7 +63,9 @@ def _insert_sql(rows: int) -> str:
     )
 
 
-# core.inbox._mark_ignored for many rows: only rows still owed work change.
+# What process_event does to an event no handler takes, for many rows at once (as
+# core.inbox._IGNORE_MANY, but waiting for a row another worker holds rather than
+# skipping it): only rows still owed work change.
 _IGNORE = (
     f"UPDATE webhook_events SET status = '{IGNORED}', processed_at = %s, {DONE_SET}"
     f" WHERE id = ANY(%s) AND {OWED} RETURNING id"

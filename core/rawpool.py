@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
-from psycopg.rows import namedtuple_row
+from psycopg.rows import namedtuple_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from core.db import PING_AFTER_IDLE_SECONDS
@@ -70,19 +70,17 @@ class RawPool:
 
     async def fetch(self, sql: str, params: Params) -> list[Any]:
         """Rows as named tuples (``row.column``), as SQLAlchemy's rows read."""
-        pool = await self._get_pool()
-        async with pool.connection() as conn:
-            cur = conn.cursor(row_factory=namedtuple_row)
-            await cur.execute(sql, params)
-            rows = await cur.fetchall() if cur.description is not None else []
-            self._idle_since[conn] = time.monotonic()
-            return rows
+        return await self._run(sql, params, namedtuple_row)
 
     async def fetch_tuples(self, sql: str, params: Params) -> list[tuple[Any, ...]]:
         """Rows as plain tuples (no per-statement row class: the batch writers)."""
+        return await self._run(sql, params, tuple_row)
+
+    async def _run(self, sql: str, params: Params, rows_as: Any) -> list[Any]:
         pool = await self._get_pool()
         async with pool.connection() as conn:
-            cur = await conn.execute(sql, params)
+            cur = conn.cursor(row_factory=rows_as)
+            await cur.execute(sql, params)
             rows = await cur.fetchall() if cur.description is not None else []
             self._idle_since[conn] = time.monotonic()
             return rows

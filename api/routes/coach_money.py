@@ -21,7 +21,6 @@ from payouts import views
 MAX_ID = 2**63 - 1
 Limit = Annotated[int, QueryParameter(name="limit", ge=1, le=views.MAX_PAGE)]
 Before = Annotated[int | None, QueryParameter(name="before", ge=1, le=MAX_ID)]
-_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
 class BalanceOut(msgspec.Struct):
