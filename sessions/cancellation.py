@@ -43,13 +43,10 @@ log = logging.getLogger(__name__)
 MAX_FAILED_REFUNDS = 3
 REFUSED_CAUSE = "session_cancelled:refund_refused"
 UNPAID = (BookingStatus.PENDING, BookingStatus.FAILED)
-# While a cancelled session's booking still holds money, the coach's share must
-# not be released and paid out: the refund would then take it back from a
-# balance already sent (negative, and lost if the coach never earns again).
-# Cancelling and the settle runs keep the earning's release at least half of
-# this ahead, so it is released only once the booking is refunded (the earning
-# is then cancelled) or if the settle job stops for half a day. A refund Stripe
-# refused stays held too: a person decides (sessions/attention.py lists it).
+_CANCELLED = f"s.status = '{SessionStatus.CANCELLED.value}'"
+# SQL over ``b``: a paid booking that still holds money the mentee is owed.
+_PAID = ", ".join(f"'{x.value}'" for x in REFUNDABLE)
+_HOLDS_MONEY = f"b.status IN ({_PAID}) AND b.amount_refunded < b.amount"
 
 Outcome = Literal["refunded", "closed", "nothing", "refused", "unavailable"]
 
@@ -90,10 +87,8 @@ def owed_filter() -> str:
     """SQL over ``b`` (a booking) and ``s`` (its session): still to close or refund."""
     failed = ", ".join(f"'{s}'" for s in FAILED_STATUSES)
     unpaid = ", ".join(f"'{s.value}'" for s in UNPAID)
-    paid = ", ".join(f"'{s.value}'" for s in REFUNDABLE)
     return (
-        f"s.status = '{SessionStatus.CANCELLED.value}' AND (b.status IN ({unpaid}) OR ("
-        f" b.status IN ({paid}) AND b.amount_refunded < b.amount"
+        f"{_CANCELLED} AND (b.status IN ({unpaid}) OR ({_HOLDS_MONEY}"
         f" AND NOT EXISTS (SELECT 1 FROM booking_events e WHERE e.booking_id = b.id"
         f"   AND e.cause = '{REFUSED_CAUSE}')"
         f" AND (SELECT count(*) FROM refunds r WHERE r.booking_id = b.id"
@@ -114,9 +109,8 @@ _OWED = text(
 # the job's to retry, but its booking still holds the mentee's money.
 _HOLD = text(
     "WITH owed AS (SELECT b.id FROM bookings b JOIN coaching_sessions s"
-    f" ON s.id = b.coaching_session_id WHERE s.status = '{SessionStatus.CANCELLED.value}'"
-    f" AND b.status IN ({', '.join(repr(str(x.value)) for x in REFUNDABLE)})"
-    " AND b.amount_refunded < b.amount AND (CAST(:sid AS bigint) IS NULL OR s.id = :sid)),"
+    f" ON s.id = b.coaching_session_id WHERE {_CANCELLED} AND {_HOLDS_MONEY}"
+    " AND (CAST(:sid AS bigint) IS NULL OR s.id = :sid)),"
     " held AS (SELECT e.id FROM earnings e JOIN owed ON owed.id = e.booking_id"
     " WHERE e.status = 'pending' AND e.available_at < :renew ORDER BY e.id FOR UPDATE OF e)"
     " UPDATE earnings e SET available_at = :until FROM held WHERE e.id = held.id"

@@ -19,10 +19,16 @@ from core.money import Split
 from core.settings import Settings
 from ledger.accounts import Kind
 from ledger.models import Earning
-from sessions.models import Booking, CoachingSession
+from sessions.models import Booking, CoachingSession, SessionStatus
 
-# How far ahead a cancelled session's owed shares are kept from release; see
-# sessions/cancellation.py, which renews it on every settle run.
+# While a cancelled session's booking still holds money, the coach's share must
+# not be released and paid out: the refund would then take it back from a
+# balance already sent (negative, and lost if the coach never earns again).
+# Cancelling and the settle runs (sessions/cancellation.py) keep the earning's
+# release at least half of this ahead, so it is released only once the booking
+# is refunded (the earning is then cancelled) or if the settle job stops for
+# half a day. A refund Stripe refused stays held too: a person decides
+# (sessions/attention.py lists it).
 OWED_REFUND_HOLD = timedelta(hours=24)
 _HOLD_ONE = text(
     "UPDATE earnings SET available_at = GREATEST(available_at, :until)"
@@ -36,7 +42,7 @@ async def hold_if_session_cancelled(db: AsyncSession, booking: Booking, *, now: 
     not be released before the settle job has had its chance (its due date may be
     long past). The caller holds the earning's lock already (``return_share``)."""
     session = await db.get(CoachingSession, booking.coaching_session_id)
-    if session is not None and session.status == "cancelled":
+    if session is not None and session.status == SessionStatus.CANCELLED.value:
         await db.execute(_HOLD_ONE, {"b": booking.id, "until": now + OWED_REFUND_HOLD})
 
 
