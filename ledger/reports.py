@@ -102,20 +102,31 @@ class TransactionRow:
 # -- cursors -----------------------------------------------------------------
 
 
-def encode_cursor(occurred_at: datetime, tx_id: int) -> str:
-    raw = f"{occurred_at.isoformat()}|{tx_id}".encode()
+def encode_cursor(occurred_at: datetime, key: int | str) -> str:
+    """An opaque keyset cursor: a time and the key that breaks its ties."""
+    raw = f"{occurred_at.isoformat()}|{key}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
+def decode_keyed_cursor(cursor: str) -> tuple[datetime, str]:
+    """(time, key as text) of ``encode_cursor``; InvalidInput for anything else."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        at, tx_id = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
+        at, key = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
         when = datetime.fromisoformat(at)
-        if when.tzinfo is None:
-            raise ValueError("naive time")
-        return when, int(tx_id)
     except (ValueError, UnicodeError, binascii.Error):
+        raise InvalidInput("invalid cursor", field="cursor") from None
+    if when.tzinfo is None:
+        raise InvalidInput("invalid cursor", field="cursor")
+    return when, key
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """A Transaction view cursor: (occurred_at, transaction id)."""
+    when, key = decode_keyed_cursor(cursor)
+    try:
+        return when, int(key)
+    except ValueError:
         raise InvalidInput("invalid cursor", field="cursor") from None
 
 

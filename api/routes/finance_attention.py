@@ -3,8 +3,6 @@ not made good yet (sessions/attention.py), newest first, for finance to act on."
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from datetime import datetime
 from typing import Annotated
@@ -15,6 +13,7 @@ from litestar.params import QueryParameter
 
 from api.deps import DbSession
 from core.errors import InvalidInput
+from ledger.reports import decode_keyed_cursor, encode_cursor
 from sessions.attention import MAX_PAGE, AttentionItem, refunds_needing_attention
 
 _TAG = re.compile(r"[xr][0-9]{1,19}")
@@ -44,19 +43,9 @@ class AttentionPage(msgspec.Struct):
     next_cursor: str | None
 
 
-def _encode(cursor: tuple[datetime, str]) -> str:
-    raw = f"{cursor[0].isoformat()}|{cursor[1]}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def _decode(cursor: str) -> tuple[datetime, str]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        at, tag = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
-        when = datetime.fromisoformat(at)
-    except (ValueError, UnicodeError, binascii.Error):
-        raise InvalidInput("invalid cursor", field="cursor") from None
-    if when.tzinfo is None or not _TAG.fullmatch(tag):
+    when, tag = decode_keyed_cursor(cursor)
+    if not _TAG.fullmatch(tag):
         raise InvalidInput("invalid cursor", field="cursor")
     return when, tag
 
@@ -85,5 +74,5 @@ async def get_refunds_attention(
     more = len(items) > size
     return AttentionPage(
         data=[_out(i) for i in page],
-        next_cursor=_encode(page[-1].cursor) if more and page else None,
+        next_cursor=encode_cursor(*page[-1].cursor) if more and page else None,
     )
