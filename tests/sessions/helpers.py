@@ -235,3 +235,10 @@ class FailingRefunds:
     async def create_refund(self, **kw: Any) -> Any:
         self.calls += 1
         raise self.error
+
+
+def refusing_refunds(inner: Any) -> FailingRefunds:
+    """Stripe refuses every refund (a disputed charge, say)."""
+    from core.stripe_errors import StripeRefused
+
+    return FailingRefunds(inner, StripeRefused("charge_disputed", "the charge is disputed", 400))

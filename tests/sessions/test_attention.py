@@ -9,7 +9,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.inbox import HandlerContext
-from core.stripe_errors import StripeRefused
 from emulator.server import EmulatorServer
 from sessions.attention import refunds_needing_attention
 from sessions.audit import Actor
@@ -17,11 +16,11 @@ from sessions.cancellation import bookings_owed, cancel_session, settle_booking
 from sessions.models import Booking, Refund
 from sessions.refunds import refund_booking
 from tests.sessions.helpers import (
-    FailingRefunds,
     deliver_new,
     event_mark,
     make_user,
     paid_booking,
+    refusing_refunds,
     trial_balance,
 )
 
@@ -42,6 +41,12 @@ async def _cancel(db: AsyncSession, ctx: HandlerContext, booking: Booking, coach
     await cancel_session(
         db, session_id=session_id, actor=Actor.user(coach, "coach"), clock=ctx.clock
     )
+
+
+async def _refuse(db: AsyncSession, ctx: HandlerContext, booking: Booking) -> str:
+    """The settle job meets Stripe refusing the cancellation's refund."""
+    refusing = refusing_refunds(ctx.gateway)
+    return await settle_booking(db, booking_id=booking.id, gateway=refusing, clock=ctx.clock)  # type: ignore[arg-type]
 
 
 async def _refund(db: AsyncSession, ctx: HandlerContext, booking: Booking, **kw: Any) -> Refund:
@@ -78,9 +83,7 @@ async def test_a_refused_cancellation_refund_is_listed_with_stripes_reason(
 ) -> None:
     booking, coach, _ = await paid_booking(db, ctx, emulator)
     await _cancel(db, ctx, booking, coach)
-    refusing = FailingRefunds(ctx.gateway, StripeRefused("charge_disputed", "disputed", 400))
-    outcome = await settle_booking(db, booking_id=booking.id, gateway=refusing, clock=ctx.clock)  # type: ignore[arg-type]
-    assert outcome == "refused"
+    assert await _refuse(db, ctx, booking) == "refused"
     [item] = await refunds_needing_attention(db)
     assert (item.kind, item.amount, item.session_status) == ("refund_refused", 10000, "cancelled")
     assert item.detail is not None and "disputed" in item.detail
@@ -161,8 +164,7 @@ async def test_a_refused_refund_stays_listed_until_the_booking_is_refunded_in_fu
 ) -> None:
     booking, coach, _ = await paid_booking(db, ctx, emulator)
     await _cancel(db, ctx, booking, coach)
-    refusing = FailingRefunds(ctx.gateway, StripeRefused("charge_disputed", "disputed", 400))
-    await settle_booking(db, booking_id=booking.id, gateway=refusing, clock=ctx.clock)  # type: ignore[arg-type]
+    await _refuse(db, ctx, booking)
     await _refund(db, ctx, booking, amount=100)
     [item] = await refunds_needing_attention(db)
     assert (item.kind, item.amount) == ("refund_refused", 9900)

@@ -19,8 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from core.clock import FrozenClock
 from core.db import session_factory
 from core.inbox import HandlerContext
-from core.stripe_errors import StripeAuthenticationError, StripeOutcomeUnknown, StripeRefused
-from core.stripe_gateway import StripeGateway
+from core.stripe_errors import StripeAuthenticationError, StripeOutcomeUnknown
 from emulator.server import EmulatorServer
 from ledger.models import Earning
 from payouts.jobs import run_release_job
@@ -48,6 +47,7 @@ from tests.sessions.helpers import (
     make_session,
     make_user,
     pay,
+    refusing_refunds,
     trial_balance,
 )
 
@@ -133,8 +133,15 @@ async def test_only_its_coach_before_the_start_or_an_admin_may_cancel(
     assert row.status == "cancelled"
 
 
-def _refusing(inner: StripeGateway) -> FailingRefunds:
-    return FailingRefunds(inner, StripeRefused("charge_disputed", "the charge is disputed", 400))
+async def _settle_then_release(
+    factory: async_sessionmaker[AsyncSession], ctx: HandlerContext, booking_id: int
+) -> Earning:
+    """Stripe answering again: the settle run refunds the booking, then a release run;
+    the earning as they leave it."""
+    report = await settle_owed(factory, gateway=ctx.gateway, clock=ctx.clock)
+    assert report.refunded == [booking_id]
+    await run_release_job(factory, clock=ctx.clock, settings=ctx.settings)
+    return await _earning(factory)
 
 
 async def _cancel_by_coach(
@@ -176,10 +183,7 @@ async def test_a_share_whose_refund_is_owed_is_not_released_while_stripe_is_down
     assert clock.now() > due and down.calls == 4
     assert (await _earning(factory)).status == "pending"
     # Stripe back: refunded in full, the earning cancelled, nothing ever released.
-    report = await settle_owed(factory, gateway=race_ctx.gateway, clock=clock)
-    assert report.refunded == [booking_id]
-    await run_release_job(factory, clock=clock, settings=race_ctx.settings)
-    earning = await _earning(factory)
+    earning = await _settle_then_release(factory, race_ctx, booking_id)
     assert (earning.status, earning.release_transaction_id) == ("cancelled", None)
     async with factory() as db:
         assert await trial_balance(db) == 0
@@ -192,7 +196,7 @@ async def test_a_refused_refund_waits_for_a_person_and_is_not_retried(
     factory = session_factory(clean_engine)
     coach, session_id, (booking_id,) = await _paid_session(factory, race_ctx, own_emulator, 1)
     await _cancel_by_coach(factory, session_id, coach, race_ctx.clock)
-    refusing = _refusing(race_ctx.gateway)
+    refusing = refusing_refunds(race_ctx.gateway)
     report = await settle_owed(factory, gateway=refusing, clock=race_ctx.clock)  # type: ignore[arg-type]
     assert report.refused == [booking_id] and report.refunded == []
     again = await settle_owed(factory, gateway=refusing, clock=race_ctx.clock)  # type: ignore[arg-type]
@@ -250,10 +254,7 @@ async def test_a_refund_failing_after_the_cancellation_holds_the_share_again(
     earning = await _earning(factory)
     assert earning.status == "pending" and earning.available_at == clock.now() + OWED_REFUND_HOLD
     assert (await run_release_job(factory, clock=clock, settings=race_ctx.settings)).released == 0
-    report = await settle_owed(factory, gateway=race_ctx.gateway, clock=clock)
-    assert report.refunded == [booking_id]
-    await run_release_job(factory, clock=clock, settings=race_ctx.settings)
-    earning = await _earning(factory)
+    earning = await _settle_then_release(factory, race_ctx, booking_id)
     assert (earning.status, earning.release_transaction_id) == ("cancelled", None)
     async with factory() as db:
         booking = await db.get(Booking, booking_id)
