@@ -33,7 +33,7 @@ from ledger.accounts import Kind
 from ledger.posting import Leg, TxType, post
 from sessions.audit import Actor, transition
 from sessions.booking import get_booking
-from sessions.earnings import hold_if_session_cancelled, take_share
+from sessions.earnings import take_share
 from sessions.models import Booking
 from sessions.postings import coach, platform, reversal_legs
 
@@ -181,8 +181,7 @@ async def close_dispute(
         return
     cur = booking.currency
     if dispute.status == "won":
-        legs = await reversal_legs(db, booking, key=f"dispute:{dispute.id}:opened")
-        await hold_if_session_cancelled(db, booking, now=now)
+        legs = await reversal_legs(db, booking, now=now, key=f"dispute:{dispute.id}:opened")
         await post(
             db,
             type=TxType.DISPUTE,

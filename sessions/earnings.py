@@ -37,10 +37,11 @@ _HOLD_ONE = text(
 
 
 async def hold_if_session_cancelled(db: AsyncSession, booking: Booking, *, now: datetime) -> None:
-    """After a share came back to ``pending`` (a refund failed, a dispute won): if the
-    booking's session is cancelled, its refund is owed again, so the earning must
-    not be released before the settle job has had its chance (its due date may be
-    long past). The caller holds the earning's lock already (``return_share``)."""
+    """After a share came back to ``pending`` (sessions.postings.reversal_legs: a
+    refund failed, a dispute won): if the booking's session is cancelled, its
+    refund is owed again, so the earning must not be released before the settle
+    job has had its chance (its due date may be long past). The caller holds the
+    earning's lock already (``return_share``)."""
     session = await db.get(CoachingSession, booking.coaching_session_id)
     if session is not None and session.status == SessionStatus.CANCELLED.value:
         await db.execute(_HOLD_ONE, {"b": booking.id, "until": now + OWED_REFUND_HOLD})

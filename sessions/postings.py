@@ -20,7 +20,7 @@ from core.money import Split, split
 from core.stripe_types import BalanceTransaction
 from ledger.accounts import AccountRef, Kind, get_account_id
 from ledger.posting import Leg, PostResult, TxType, post
-from sessions.earnings import return_share
+from sessions.earnings import hold_if_session_cancelled, return_share
 from sessions.models import Booking
 
 
@@ -41,16 +41,24 @@ _POSTED_LEGS = text(
 
 
 async def reversal_legs(
-    db: AsyncSession, booking: Booking, *, transaction_id: int | None = None, key: str | None = None
+    db: AsyncSession,
+    booking: Booking,
+    *,
+    now: datetime,
+    transaction_id: int | None = None,
+    key: str | None = None,
 ) -> list[Leg]:
     """The legs that undo one posted transaction (by id or idempotency key) of ``booking``.
 
     Every amount is negated; the coach's part goes back where that money is
     now: to pending while its earning is still held (``return_share`` adds it
-    back there), to available once released. Empty if nothing was posted.
+    back there, and ``hold_if_session_cancelled`` keeps it there while a
+    cancelled session's refund is owed again), to available once released.
+    Empty if nothing was posted.
     """
     rows = await db.execute(_POSTED_LEGS, {"t": transaction_id, "k": key})
     legs: list[Leg] = []
+    back_to_pending = False
     for account_id, amount, currency, owner, kind in rows:
         if owner == "coach":
             back = (
@@ -58,8 +66,11 @@ async def reversal_legs(
                 if kind == Kind.PENDING.value
                 else Kind.AVAILABLE
             )
+            back_to_pending = back_to_pending or back == Kind.PENDING
             account_id = await coach(db, booking.coach_id, back, currency)
         legs.append(Leg(int(account_id), -int(amount), currency))
+    if back_to_pending:
+        await hold_if_session_cancelled(db, booking, now=now)
     return legs
 
 

@@ -21,7 +21,6 @@ from core.stripe_types import Refund as StripeRefund
 from ledger.accounts import Kind
 from ledger.posting import TxType, post
 from sessions.audit import Actor, transition
-from sessions.earnings import hold_if_session_cancelled
 from sessions.models import Booking, BookingStatus, Refund
 from sessions.postings import reversal_legs
 
@@ -88,7 +87,7 @@ async def reverse_failed_refund(
             detail={"refund": refund.id, "amount": row.amount, "stripe_event": cause},
         )
         return True
-    legs = await reversal_legs(db, booking, transaction_id=row.ledger_transaction_id)
+    legs = await reversal_legs(db, booking, now=now, transaction_id=row.ledger_transaction_id)
     await post(
         db,
         type=TxType.REFUND,
@@ -104,7 +103,6 @@ async def reverse_failed_refund(
         metadata={"event": "refund_failed", "failure_reason": refund.failure_reason},
     )
     booking.amount_refunded -= row.amount
-    await hold_if_session_cancelled(db, booking, now=now)
     to = BookingStatus.PAID if booking.amount_refunded == 0 else BookingStatus.PARTIALLY_REFUNDED
     await transition(
         db,
