@@ -316,10 +316,7 @@ def _db(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
     from core.embedded import embedded_database_url, stop_embedded
     from migrations.runner import upgrade
 
-    if args.db_command == "stop":
-        if settings.database_url is not None:
-            print("coachpay: COACHPAY_DATABASE_URL is set: no embedded PostgreSQL to stop")
-            return 0
+    if args.db_command == "stop":  # whatever COACHPAY_DATABASE_URL says: one may be left
         stopped = stop_embedded(settings.data_dir)
         where = settings.data_dir / "pg"
         print(f"embedded PostgreSQL in {where} " + ("stopped" if stopped else "was not running"))

@@ -22,7 +22,7 @@ from litestar import Request
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.metrics import observe_http
-from core.log_context import redact
+from core.log_context import redact, redact_message_args
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -56,30 +56,42 @@ def log_format(settings: Settings) -> LogFormat:
     return "json" if settings.env == "production" else "console"
 
 
+def _drop_formatter_fields(
+    _: Any, __: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    # Another handler's Formatter (pytest's, a library's) may have set these on the
+    # record first; ExtraAdder would take them for extras and repeat the message.
+    event_dict.pop("message", None)
+    event_dict.pop("asctime", None)
+    return event_dict
+
+
 def _shared_processors() -> list[structlog.types.Processor]:
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
+        _drop_formatter_fields,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_message_args,
     ]
 
 
-def _formatter(fmt: LogFormat) -> structlog.stdlib.ProcessorFormatter:
+def formatter(fmt: LogFormat) -> logging.Formatter:
+    """The formatter of coachpay's handler (tests attach it to their own handler)."""
     renderer: structlog.types.Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
-        tail: list[structlog.types.Processor] = [structlog.processors.format_exc_info]
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-        tail = [structlog.processors.format_exc_info]
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_shared_processors(),
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *tail,
-            redact,  # last before rendering: the formatted traceback is redacted too
+            # The traceback as text before redact: a secret in an exception is caught too.
+            structlog.processors.format_exc_info,
+            redact,
             renderer,
         ],
     )
@@ -95,7 +107,7 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "console") -> None:
         handler._coachpay = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     if getattr(handler, "_coachpay_format", None) != fmt:
-        handler.setFormatter(_formatter(fmt))
+        handler.setFormatter(formatter(fmt))
         handler._coachpay_format = fmt  # type: ignore[attr-defined]
     root.setLevel(level.upper())
     for noisy in QUIET:

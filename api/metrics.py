@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from litestar import Response, Router, get
+from litestar import Request, Response, Router, get
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 from litestar.types import Scope
@@ -261,8 +261,8 @@ def source_of(runtime: Runtime) -> MetricsSource:
 
 
 @get("/metrics", guards=[metrics_guard], include_in_schema=False)
-async def metrics_endpoint(connection: ASGIConnection[Any, Any, Any, Any]) -> Response[bytes]:
-    body = await source_of(connection.app.state["runtime"]).render()
+async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
+    body = await source_of(request.app.state["runtime"]).render()
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 

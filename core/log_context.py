@@ -8,6 +8,7 @@ context), whatever logger is used. api.logs renders them.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -30,7 +31,8 @@ _SENSITIVE_KEY = re.compile(
 # keys, webhook signing secrets, bearer tokens and JWTs.
 _SECRET_VALUE = re.compile(
     r"\b(?:sk|rk)_[A-Za-z0-9_]{4,}|\bwhsec_[A-Za-z0-9_]+"
-    r"|\bBearer\s+[^\s\"']+|\beyJ[\w-]+\.[\w-]+\.[\w-]+",
+    r"|\bBearer\s+[^\s\"']+|\beyJ[\w-]+\.[\w-]+\.[\w-]+"
+    r"|\bt=\d+,v1=[^\s\"']+",  # a Stripe-Signature header's value
 )
 # 13 to 19 digits, maybe grouped by spaces or dashes: a card number if Luhn agrees.
 _PAN = re.compile(r"(?<![\w.])(?:\d[ -]?){12,18}\d(?![\w.])")
@@ -87,6 +89,22 @@ def scrub(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [scrub(v) for v in value]
     return value
+
+
+def redact_message_args(
+    _: Any, __: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """structlog processor for stdlib records: the message rebuilt from its ``%s``
+    arguments redacted, so a dict logged as an argument loses its secrets by key too."""
+    record = event_dict.get("_record")
+    args = getattr(record, "args", None)
+    if record is not None and args:
+        # On a mismatch the message stays as logging rendered it; redact() scrubs its text.
+        with contextlib.suppress(TypeError, ValueError, KeyError):
+            event_dict["event"] = str(record.msg) % (
+                scrub(args) if isinstance(args, Mapping) else tuple(scrub(list(args)))
+            )
+    return event_dict
 
 
 def redact(_: Any, __: str, event_dict: structlog.types.EventDict) -> structlog.types.EventDict:

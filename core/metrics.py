@@ -35,7 +35,7 @@ def gateway_method(fn: Callable[..., Any]) -> str:
     """The gateway method a ``_call`` lambda was written in (``create_transfer``):
     from its qualified name, so no call site has to name itself."""
     qualname = getattr(fn, "__qualname__", "")
-    outer = qualname.split(".<locals>", 1)[0]
+    outer = qualname.rsplit(".<locals>", 1)[0]
     return outer.rsplit(".", 1)[-1] or "unknown"
 
 

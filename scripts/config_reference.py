@@ -38,14 +38,13 @@ MEANING: dict[str, str] = {
     "port": "port `serve` binds",
     "platform_fee_bps": "default platform fee, in basis points",
     "hold_hours": "default hold before a coach's money is released (per coach override)",
-    "default_currency": "currency of new coaches",
+    "default_currency": "currency the finance page charts first",
     "checkout_expiry_minutes": "Checkout Session lifetime (Stripe's minimum is 30)",
     "refund_window_hours": "default mentee refund window of new sessions",
     "run_jobs": "`serve` runs the scheduled jobs too",
     "release_interval_seconds": "how often the release job runs",
     "payout_interval_seconds": "how often the payout job runs",
-    "webhook_retry_interval_seconds": "how often the webhook retry and cancelled-session "
-    "jobs run",
+    "webhook_retry_interval_seconds": "how often the webhook retry and cancelled-session jobs run",
     "webhook_processing": "`background`: process each event right after its 200, in the web "
     "process; `off`: only store it, `coachpay worker` processes it; `inline`: before the 200",
     "job_batch_size": "rows claimed per batch",
