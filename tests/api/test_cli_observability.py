@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.cli import _parser, main
 from api.jobs import cycle_json, cycle_summary
+from core.embedded import embedded_running
 from payouts.jobs import CycleResult, PayoutResult, ReleaseResult
 
 
@@ -95,3 +99,40 @@ def test_db_stop_with_nothing_running(
     monkeypatch.setenv("COACHPAY_DATA_DIR", str(tmp_path))
     assert main(["db", "stop"]) == 0
     assert "was not running" in capsys.readouterr().out
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _coachpay(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("COACHPAY_") and k != "VIRTUAL_ENV"
+    }
+    env.update(COACHPAY_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        cwd=tmp_path,  # no .env of the repo
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.timeout(180)
+def test_a_fresh_embedded_database_starts_quietly_and_db_stop_stops_it(tmp_path: Path) -> None:
+    pytest.importorskip("pgserver")
+    data = tmp_path / "data"
+    try:
+        first = _coachpay(tmp_path, "db", "upgrade")
+        assert first.returncode == 0, first.stderr
+        assert embedded_running(data)  # it outlives the command, by design
+    finally:
+        stop = _coachpay(tmp_path, "db", "stop")
+    out = first.stdout + first.stderr
+    for noise in ("initdb", "setup plugin", "Running upgrade", "PostmasterInfo", "Warning"):
+        assert noise not in out, out
+    assert "database migrated from an empty schema to" in first.stdout
+    assert len(out.strip().splitlines()) <= 4, out
+    assert stop.returncode == 0 and "stopped" in stop.stdout, stop.stdout + stop.stderr
+    assert not embedded_running(data)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
+import logging
+import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -15,7 +22,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import create_app
-from api.metrics import FAST_PATHS, _loopback
+from api.auth import AuthenticationFailed, TokenVerifier
+from api.logs import formatter
+from api.metrics import FAST_PATHS, _loopback, metrics_guard
 from api.routes.webhooks import CONNECT_PATH, PLATFORM_PATH
 from api.runtime import Runtime
 from core.settings import Settings
@@ -173,3 +182,77 @@ async def test_not_ready_when_the_schema_is_behind(app_client: Client) -> None:
     assert r.status_code == 503 and live.status_code == 503
     assert "needs 0012" in r.json()["waiting_for"]["database"]
     assert (await app_client.get("/health/ready")).status_code == 200
+
+
+class _Conn:
+    """What metrics_guard reads of a connection."""
+
+    def __init__(self, settings: Settings, client: str) -> None:
+        ctx = SimpleNamespace(settings=settings, tokens=TokenVerifier(settings))
+        self.app = SimpleNamespace(state={"ctx": ctx})
+        self.client = SimpleNamespace(host=client)
+        self.headers: dict[str, str] = {}
+        self.cookies: dict[str, str] = {}
+        self.scope: dict[str, Any] = {}
+
+
+@pytest.mark.parametrize(
+    ("env", "host", "client", "token", "open_"),
+    [
+        ("development", "127.0.0.1", "127.0.0.1", None, True),  # the demo
+        ("development", "127.0.0.1", "10.1.2.3", None, False),  # a proxied stranger
+        ("development", "0.0.0.0", "127.0.0.1", None, False),  # bound beyond loopback
+        ("production", "127.0.0.1", "127.0.0.1", None, False),
+        ("development", "127.0.0.1", "127.0.0.1", "t0ken", False),  # a token: always asked
+    ],
+)
+async def test_metrics_are_open_only_to_loopback_in_development_without_a_token(
+    api_settings: Settings, env: str, host: str, client: str, token: str | None, open_: bool
+) -> None:
+    settings = api_settings.model_copy(
+        update={"env": env, "host": host, "metrics_token": SecretStr(token) if token else None}
+    )
+    conn = _Conn(settings, client)
+    if open_:
+        await metrics_guard(conn, None)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(AuthenticationFailed):
+            await metrics_guard(conn, None)  # type: ignore[arg-type]
+
+
+async def test_metrics_on_their_own_port(api_settings: Settings, clean_engine: AsyncEngine) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    settings = api_settings.model_copy(update={"metrics_port": port, "host": "127.0.0.1"})
+    runtime = Runtime(settings, export_metrics=True)
+    await runtime.start()
+    try:
+        # The exporter thread reads the database on this loop: fetch from another thread.
+        r = await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{port}/metrics", timeout=10)
+    finally:
+        await runtime.stop()
+    assert r.status_code == 200
+    assert sample(r.text, "coachpay_metrics_database_up") == 1
+    assert sample(r.text, "coachpay_inbox_backlog") == 0
+    with pytest.raises(httpx.ConnectError):  # stopped with the runtime
+        await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+async def test_a_booking_routes_lines_carry_its_booking_id(
+    app_client: Client, tokens: Tokens
+) -> None:
+    buf = io.StringIO()
+    handler = logging.StreamHandler(buf)
+    handler.setFormatter(formatter("json"))
+    access = logging.getLogger("coachpay.access")
+    access.addHandler(handler)
+    try:
+        r = await app_client.post("/v1/bookings/98765/cancel", headers=tokens.headers("mentee"))
+        await app_client.get("/health/ready")
+    finally:
+        access.removeHandler(handler)
+    assert r.status_code == 404
+    first, second = (json.loads(line) for line in buf.getvalue().splitlines())
+    assert first["booking_id"] == 98765 and first["path"] == "/v1/bookings/98765/cancel"
+    assert "booking_id" not in second  # the next request starts clean
