@@ -61,8 +61,9 @@ def _drop_formatter_fields(
 ) -> structlog.types.EventDict:
     # Another handler's Formatter (pytest's, a library's) may have set these on the
     # record first; ExtraAdder would take them for extras and repeat the message.
-    event_dict.pop("message", None)
-    event_dict.pop("asctime", None)
+    # uvicorn's color_message: the same message with ANSI colours.
+    for key in ("message", "asctime", "color_message"):
+        event_dict.pop(key, None)
     return event_dict
 
 

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0
-    assert capsys.readouterr().out.strip() == "coachpay 0.1.0"
+    assert capsys.readouterr().out.strip() == f"coachpay {version('coachpay')}"
 
 
 def test_the_cycle_summary_is_short_and_human() -> None:
