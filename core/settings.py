@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] | None = None
     # A bearer token for GET /metrics (the admin role works too).
     metrics_token: SecretStr | None = None
-    # Serve /metrics (no credential) on this port of COACHPAY_HOST instead.
+    # Also serve /metrics, with no credential, on this port of COACHPAY_HOST.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
 
