@@ -21,7 +21,8 @@ from litestar.types import (
 
 from api.deps import dependencies
 from api.errors import EXCEPTION_HANDLERS
-from api.logs import configure_logging, with_request_id
+from api.logs import bind_path_ids, configure_logging, log_format, with_request_id
+from api.metrics import router as metrics_router
 from api.openapi_errors import declare_error_responses
 from api.routes import ROUTERS
 from api.routes.webhooks import WebhookFastPath
@@ -65,7 +66,7 @@ def create_app(
     when ``stop_runtime`` (default: only a runtime built here), so tests can share one.
     ``extra_route_handlers``: more routes (test-only routes, plugins)."""
     settings = settings or load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, log_format(settings))
     owns_runtime = runtime is None if stop_runtime is None else stop_runtime
     rt = runtime or Runtime(settings)
 
@@ -84,8 +85,9 @@ def create_app(
             await rt.reads.close()
 
     app = CoachpayApp(
-        route_handlers=[*ROUTERS, *extra_route_handlers],
+        route_handlers=[*ROUTERS, metrics_router, *extra_route_handlers],
         dependencies=dependencies(),
+        before_request=bind_path_ids,
         exception_handlers=EXCEPTION_HANDLERS,
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],

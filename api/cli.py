@@ -1,4 +1,4 @@
-"""``coachpay``: serve, worker, payouts run, db upgrade, demo, token, stripe-emulator."""
+"""``coachpay``: serve, worker, payouts run, db upgrade/stop, demo, token, stripe-emulator."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import json
 import logging
 import os
 import signal
@@ -22,13 +23,27 @@ from core.users import ROLES
 log = logging.getLogger("coachpay.cli")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("coachpay")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="coachpay", description=__doc__)
+    p.add_argument("--version", action="version", version=f"coachpay {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the web app (and the jobs)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--no-jobs", action="store_true", help="do not run the scheduled jobs")
+    serve.add_argument("--host", help="address to bind (default: COACHPAY_HOST)")
+    serve.add_argument("--port", type=int, help="port to bind (default: COACHPAY_PORT)")
+    serve.add_argument(
+        "--no-jobs",
+        action="store_true",
+        help="do not run the scheduled jobs (run `coachpay worker` for them)",
+    )
     serve.add_argument(
         "--workers",
         type=int,
@@ -36,21 +51,37 @@ def _parser() -> argparse.ArgumentParser:
         help="web processes (uvicorn workers); more than 1 needs COACHPAY_DATABASE_URL, "
         "a real Stripe key or COACHPAY_STRIPE_API_BASE, and --no-jobs (run `coachpay worker`)",
     )
-    sub.add_parser("worker", help="run only the scheduled jobs")
+    # One process kind does all background work: the scheduler (release, payouts,
+    # webhook retries, cancelled sessions) and, with COACHPAY_WEBHOOK_PROCESSING=off,
+    # the inbox drain. Any number may run (advisory locks, SKIP LOCKED claims).
+    sub.add_parser(
+        "worker",
+        help="run the background work: the scheduled jobs (release, payouts, webhook "
+        "retries, cancelled sessions) and, with COACHPAY_WEBHOOK_PROCESSING=off, the "
+        "webhook inbox processing",
+    )
     payouts = sub.add_parser("payouts", help="payout operations")
     payouts_sub = payouts.add_subparsers(dest="payouts_command", required=True)
-    payouts_sub.add_parser("run", help="run one release + payout cycle now")
+    run = payouts_sub.add_parser("run", help="run one release + payout cycle now")
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
     db = sub.add_parser("db", help="database operations")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply the migrations")
+    db_sub.add_parser(
+        "stop", help="stop the embedded PostgreSQL of COACHPAY_DATA_DIR (it outlives commands)"
+    )
     demo = sub.add_parser("demo", help="seed a demo marketplace")
     demo.add_argument("--serve", action="store_true", help="serve the app afterwards")
     token = sub.add_parser("token", help="print a bearer token")
-    token.add_argument("--sub", required=True)
-    token.add_argument("--role", required=True, choices=sorted(ROLES))
-    token.add_argument("--ttl-minutes", type=int)
-    emu = sub.add_parser("stripe-emulator", help="run the Stripe emulator")
-    emu.add_argument("--port", type=int)
+    token.add_argument("--sub", required=True, help="the user's subject (any stable id)")
+    token.add_argument("--role", required=True, choices=sorted(ROLES), help="the user's role")
+    token.add_argument(
+        "--ttl-minutes", type=int, help="lifetime (default: COACHPAY_JWT_TTL_MINUTES)"
+    )
+    emu = sub.add_parser(
+        "stripe-emulator", help="run the Stripe emulator (more options: emulator/README.md)"
+    )
+    emu.add_argument("--port", type=int, help="port (default: COACHPAY_EMULATOR_PORT)")
     return p
 
 
@@ -65,10 +96,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "token":
         return _token(settings, args)
-    from api.logs import configure_logging
+    from api.logs import configure_logging, log_format
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, log_format(settings))
     try:
+        stop = getattr(args, "db_command", None) == "stop"
+        if settings.database_url is None and args.command in _NEEDS_DATABASE and not stop:
+            from core.embedded import require_embedded
+
+            require_embedded()
         command: Callable[[Settings, argparse.Namespace, list[str]], int] = _COMMANDS[args.command]
         return command(settings, args, rest)
     except ConfigurationError as exc:
@@ -112,7 +148,8 @@ def _run_server(settings: Settings, host: str, port: int, *, jobs: bool) -> int:
     from api.app import create_app
     from api.runtime import Runtime
 
-    app = create_app(settings, runtime=Runtime(settings, jobs=jobs), stop_runtime=True)
+    runtime = Runtime(settings, jobs=jobs, export_metrics=True)
+    app = create_app(settings, runtime=runtime, stop_runtime=True)
     app.on_startup.append(tune_gc)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
     uvicorn.Server(config).run()
@@ -138,6 +175,11 @@ def _run_workers(settings: Settings, host: str, port: int, *, workers: int, jobs
         )
     if jobs:
         problems.append("add --no-jobs (or COACHPAY_RUN_JOBS=false) and run `coachpay worker`")
+    if settings.metrics_port is not None:
+        problems.append(
+            "unset COACHPAY_METRICS_PORT (one port cannot serve N processes; each worker "
+            "answers GET /metrics for itself, or run one replica per container)"
+        )
     if problems:
         raise ConfigurationError(f"serve --workers {workers}: " + "; ".join(problems))
     import socket
@@ -203,12 +245,16 @@ def tune_gc(_: Any = None) -> None:
 
 
 def _with_runtime(
-    settings: Settings, body: Callable[[Any], Awaitable[int]], *, jobs: bool = False
+    settings: Settings,
+    body: Callable[[Any], Awaitable[int]],
+    *,
+    jobs: bool = False,
+    export_metrics: bool = False,
 ) -> int:
     from api.runtime import Runtime
 
     async def run() -> int:
-        runtime = Runtime(settings, jobs=jobs)
+        runtime = Runtime(settings, jobs=jobs, export_metrics=export_metrics)
         await runtime.start()
         try:
             return await body(runtime)
@@ -225,11 +271,12 @@ def _worker(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        log.info("worker running; Ctrl-C to stop")
+        drain = " and the webhook inbox" if runtime.webhook_processing == "off" else ""
+        log.info("worker running the scheduled jobs%s; Ctrl-C to stop", drain)
         await stop.wait()
         return 0
 
-    return _with_runtime(settings, body, jobs=True)
+    return _with_runtime(settings, body, jobs=True, export_metrics=True)
 
 
 def _payouts(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
@@ -239,27 +286,47 @@ def _payouts(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
         print("coachpay: payouts.jobs.run_cycle is not available yet", file=sys.stderr)
         return 1
 
+    # A one-off command: its summary is the story, not the runtime's start-up lines.
+    logging.getLogger("api.runtime").setLevel(logging.WARNING)
+
     async def body(runtime: Any) -> int:
+        from api.jobs import cycle_json, cycle_summary
+        from core.clock import OffsetClock
+
         ctx = runtime.context
+        at = ctx.clock.now()
         result = await run_cycle(
             ctx.factory, gateway=ctx.gateway, clock=ctx.clock, settings=ctx.settings
         )
-        print(result)
+        simulated = isinstance(ctx.clock, OffsetClock)
+        if args.json:
+            out = {"at": at.isoformat(), "simulated_clock": simulated, **cycle_json(result)}
+            print(json.dumps(out))
+            return 0
+        clock = " (the demo's simulated clock)" if simulated else ""
+        print(f"payouts run at {at:%Y-%m-%d %H:%M} UTC{clock}")
+        for line in cycle_summary(result):
+            print(f"  {line}")
         return 0
 
     return _with_runtime(settings, body)
 
 
 def _db(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
+    from core.embedded import embedded_database_url, stop_embedded
     from migrations.runner import upgrade
 
-    url = settings.database_url
-    if url is None:
-        from core.embedded import embedded_database_url
-
-        url = embedded_database_url(settings.data_dir)
-    upgrade(url)
-    print("database at the latest revision")
+    if args.db_command == "stop":  # whatever COACHPAY_DATABASE_URL says: one may be left
+        stopped = stop_embedded(settings.data_dir)
+        where = settings.data_dir / "pg"
+        print(f"embedded PostgreSQL in {where} " + ("stopped" if stopped else "was not running"))
+        return 0
+    url = settings.database_url or embedded_database_url(settings.data_dir)
+    before, after = upgrade(url)
+    if before == after:
+        print(f"database already at the latest revision ({after})")
+    else:
+        print(f"database migrated from {before or 'an empty schema'} to {after}")
     return 0
 
 
@@ -274,7 +341,7 @@ def _demo(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
         result = await run_demo(runtime, serve=args.serve)
         return int(result) if isinstance(result, int) else 0
 
-    return _with_runtime(settings, body)
+    return _with_runtime(settings, body, export_metrics=args.serve)
 
 
 def _stripe_emulator(settings: Settings, args: argparse.Namespace, rest: list[str]) -> int:
@@ -293,6 +360,9 @@ def _stripe_emulator(settings: Settings, args: argparse.Namespace, rest: list[st
     result = emulator_cli.main(argv + rest)
     return int(result or 0)
 
+
+# Commands that open the database: with no COACHPAY_DATABASE_URL, the embedded one.
+_NEEDS_DATABASE = frozenset({"serve", "worker", "payouts", "db", "demo"})
 
 _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace, list[str]], int]] = {
     "serve": _serve,

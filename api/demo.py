@@ -25,8 +25,9 @@ from sqlalchemy import text
 
 from api.app import create_app
 from api.auth import mint_token
+from api.jobs import cycle_summary
 from api.runtime import Runtime
-from core.clock import FrozenClock
+from core.clock import FrozenClock, save_simulated_offset
 
 log = logging.getLogger("coachpay.demo")
 TOKEN_TTL = timedelta(days=30)
@@ -52,6 +53,11 @@ class DemoClock(FrozenClock):
 
     def run_freely(self) -> None:
         self._since = datetime.now(UTC)
+
+    @property
+    def ahead_by(self) -> timedelta:
+        """How far ahead of the wall clock it runs (once running freely)."""
+        return self.now() - datetime.now(UTC)
 
 
 @dataclass
@@ -224,10 +230,12 @@ async def running_demo(runtime: Runtime, *, port: int | None = None) -> AsyncIte
         root = logging.getLogger()
         level = root.level
         root.setLevel(logging.WARNING)  # a request log per webhook drowns the story
+        runtime.not_ready["demo_seed"] = "running"  # GET /health/ready: 503 until seeded
         try:
             demo.result = await seed(demo)
         finally:
             root.setLevel(level)
+            runtime.not_ready.pop("demo_seed", None)
         demo.took = asyncio.get_running_loop().time() - started
         yield demo
     finally:
@@ -247,11 +255,15 @@ async def run_demo(runtime: Runtime, *, serve: bool) -> int:
         print("coachpay demo seeds an empty database; this one has ledger data. Nothing done.")
         return 2
     async with running_demo(runtime) as demo:
+        # From here the simulated clock runs at real speed, and every later coachpay
+        # process on this database (serve, worker, payouts run) reads the same time.
+        demo.clock.run_freely()
+        async with runtime.context.factory() as db, db.begin():
+            await save_simulated_offset(db, demo.clock.ahead_by)
         _print_where_to_look(demo)
         if serve:
             from api.jobs import start_scheduler
 
-            demo.clock.run_freely()
             runtime.scheduler = start_scheduler(runtime)
             print(f"Serving at {demo.app_url} (Ctrl-C to stop)")
             assert demo.task is not None
@@ -264,14 +276,22 @@ def _print_where_to_look(demo: Demo) -> None:
     url = demo.app_url
     kenji = "coach-kenji"
     now = demo.clock.now()
-    print(f"\ncoachpay demo: {result['bookings']} bookings in {took:.1f} s, simulated clock "
-          f"now {now:%Y-%m-%d %H:%M} UTC\n  last cycle: {result['cycle']}")  # fmt: skip
+    days = demo.clock.ahead_by.total_seconds() / 86400
+    print(f"\ncoachpay demo: {result['bookings']} bookings in {took:.1f} s")
+    print(f"  simulated clock: {now:%Y-%m-%d %H:%M} UTC, {days:.2f} days ahead of the wall "
+          "clock (`coachpay payouts run` and the pages use it too)")  # fmt: skip
+    print("  last payouts run: " + "; ".join(cycle_summary(result["cycle"])))
+    settings = demo.runtime.settings
+    if settings.database_url is None:
+        print(f"  embedded PostgreSQL in {settings.data_dir / 'pg'}: keeps running after the "
+              "demo; `coachpay db stop` stops it")  # fmt: skip
     print("\nWhere to look (sign in at the start page with a token below):")
     print(f"  start / sign in    {url}/")
     print(f"  finance dashboard  {url}/finance")
     print(f"  coach page         {url}/coach   (as a coach; finance staff: /coach?coach_id=N)")
     print(f"  finance API        {url}/v1/finance/summary?group=day   (Accept: text/csv for CSV)")
     print(f"  API schema         {url}/schema")
+    print(f"  metrics, readiness {url}/metrics   {url}/health/ready")
     print("\nTokens (valid 30 days):")
     for sub in ("finance-demo", "admin-demo", "coach-ana", kenji, MENTEES[0]):
         print(f"  {sub:<13} {demo.tokens[sub]}")

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.auth import TokenVerifier
 from api.context import AppContext
-from core.clock import Clock, SystemClock
+from core.clock import Clock, OffsetClock, SystemClock, load_simulated_offset
 from core.db import create_engine, session_factory
 from core.inbox import HandlerRegistry, drain
 from core.inbox_receive import InboxReceiver
@@ -56,6 +56,11 @@ class Runtime:
     "background", "inline" or "off" (see AppContext; default: the setting
     ``COACHPAY_WEBHOOK_PROCESSING``). With "off" and ``jobs``, the inbox is
     drained continuously (``core.inbox.drain``), not only by the retry job.
+    ``export_metrics``: serve /metrics on COACHPAY_METRICS_PORT when it is set
+    (``serve`` and ``worker``; not one-off commands).
+
+    With no ``clock`` and the Stripe emulator, the clock is the demo's simulated
+    one when a demo stored it in this database (core.clock.OffsetClock).
     """
 
     def __init__(
@@ -68,12 +73,19 @@ class Runtime:
         emulator_port: int | None = None,
         webhook_processing: str | None = None,
         jobs: bool = False,
+        export_metrics: bool = False,
     ) -> None:
         webhook_processing = webhook_processing or settings.webhook_processing
         if webhook_processing not in ("background", "inline", "off"):
             raise ValueError("webhook_processing: background, inline or off")
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
+        self._clock_given = clock is not None
+        self.export_metrics = export_metrics
+        self.metrics: Any = None  # api.metrics.MetricsSource, made on first scrape
+        self.exporter: Any = None  # api.metrics.Exporter on COACHPAY_METRICS_PORT
+        # What keeps /health/ready at 503 besides the schema: {"demo_seed": "running"}.
+        self.not_ready: dict[str, str] = {}
         self._gateway = gateway
         self._owns_gateway = gateway is None
         self._registry = registry
@@ -116,6 +128,7 @@ class Runtime:
                 connections=min(4, self.settings.db_pool_size),
             )
             self._start_stripe()
+            await self._use_simulated_clock()
             if self._registry is None:
                 self._registry = build_registry()
             self._started = True
@@ -125,6 +138,10 @@ class Runtime:
                 self.scheduler = start_scheduler(self)
                 if self.webhook_processing == "off":
                     self._start_drain()
+            if self.export_metrics and self.settings.metrics_port is not None:
+                from api.metrics import start_exporter
+
+                self.exporter = start_exporter(self, self.settings.host, self.settings.metrics_port)
             log.info(
                 "runtime started",
                 extra={
@@ -133,6 +150,22 @@ class Runtime:
                     "emulator": self.emulator is not None,
                 },
             )
+
+    async def _use_simulated_clock(self) -> None:
+        # Only with the emulator: a real Stripe account runs on real time, whatever
+        # a demo once left in this database.
+        if self._clock_given or not self.settings.uses_emulator or self.factory is None:
+            return
+        try:
+            async with self.factory() as db:
+                ahead_by = await asyncio.wait_for(load_simulated_offset(db), PROBE_TIMEOUT_SECONDS)
+        except Exception as exc:  # not migrated yet, or away: wall time (readiness says why)
+            log.debug("no simulated clock read: %s", type(exc).__name__)
+            return
+        if ahead_by is not None:
+            self.clock = OffsetClock(ahead_by)
+            now = f"{self.clock.now():%Y-%m-%d %H:%M}"
+            log.info("simulated clock of the demo: now %s UTC", now)
 
     def _start_drain(self) -> None:
         ctx = self.context
@@ -158,7 +191,10 @@ class Runtime:
         # Both block (a server start, alembic's own asyncio.run): threads.
         url = await asyncio.to_thread(embedded_database_url, self.settings.data_dir)
         await asyncio.to_thread(upgrade, url)
-        log.info("embedded PostgreSQL ready in %s", self.settings.data_dir)
+        log.info(
+            "embedded PostgreSQL in %s (it outlives this process: `coachpay db stop`)",
+            self.settings.data_dir / "pg",
+        )
         return url
 
     def _start_stripe(self) -> None:
@@ -244,6 +280,9 @@ class Runtime:
             if not self._started:
                 return
             self._started = False
+            if self.exporter is not None:
+                self.exporter.stop()
+                self.exporter = None
             if self._drain_task is not None:
                 self._drain_stop.set()
                 await self._drain_task

@@ -34,6 +34,7 @@ from core.inbox_models import (
     STORED_COLUMNS,
     WebhookEvent,
 )
+from core.log_context import bind_event_context
 from core.stripe_types import StripeEvent
 
 if TYPE_CHECKING:
@@ -202,6 +203,7 @@ async def process_event(
             if event is None:
                 event = StripeEvent.from_dict(row.payload)
             handlers = registry.handlers_for(row.type)
+            bind_event_context(event)
             for handler in handlers:
                 await handler(db, event, ctx)
             status = PROCESSED if handlers else IGNORED

@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     def uses_emulator(self) -> bool:
         return self.stripe_secret_key is None
 
+    # Observability and deployment.
+    # production: JSON logs by default, /metrics never open without a credential.
+    env: Literal["development", "production"] = "development"
+    # json or console; unset: json in production, console otherwise.
+    log_format: Literal["json", "console"] | None = None
+    # A bearer token for GET /metrics (the admin role works too).
+    metrics_token: SecretStr | None = None
+    # Also serve /metrics, with no credential, on this port of COACHPAY_HOST.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings, turning a validation error into one clear message per bad variable."""

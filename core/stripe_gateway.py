@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 import stripe
 
+from core.metrics import observe_stripe_call
 from core.stripe_retry import RetryPolicy
 from core.stripe_types import (
     AccountLink,
@@ -144,7 +145,8 @@ class StripeGateway:
         await self.aclose()
 
     async def _call(self, fn: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
-        obj = await self._retry.call(fn)
+        with observe_stripe_call(fn) as attempt:
+            obj = await self._retry.call(attempt)
         return obj.to_dict()
 
     @property

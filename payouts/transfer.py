@@ -19,6 +19,7 @@ from typing import Literal
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.clock import Clock
+from core.log_context import bind_ids
 from core.settings import Settings
 from core.stripe_errors import (
     StripeAuthenticationError,
@@ -105,6 +106,7 @@ async def process_payout(
         if claimed is None:
             return "skipped"
         payout, in_transit, cash = claimed
+        bind_ids(payout_id=payout.id, coach_id=payout.coach_id)
         hook("before_transfer")
         window = timedelta(hours=settings.stripe_idempotency_window_hours)
         try:

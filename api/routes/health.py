@@ -1,4 +1,5 @@
-"""``GET /health``: is the database answering, can Stripe be reached."""
+"""``GET /health`` (liveness: is the database answering, can Stripe be reached) and
+``GET /health/ready`` (readiness: may this instance take traffic now)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import text
 from api.context import AppContext
 from api.deps import AppCtx
 from core.stripe_gateway import StripeGateway
+from migrations.runner import head_revision
 
 log = logging.getLogger(__name__)
 DB_TIMEOUT_SECONDS = 3.0
@@ -73,4 +75,39 @@ async def health(ctx: AppCtx, state: State) -> Response[dict[str, str]]:
     return Response(body, status_code=200 if database_ok else 503)
 
 
-router = Router(path="/", route_handlers=[health])
+_REVISION = text("SELECT version_num FROM alembic_version")
+
+
+async def _schema_problem(ctx: AppContext) -> str | None:
+    """None when the database is at the migrations' head, else what is wrong."""
+
+    async def read() -> str | None:
+        async with ctx.factory() as session:
+            return (await session.execute(_REVISION)).scalar_one_or_none()
+
+    try:
+        revision = await asyncio.wait_for(read(), DB_TIMEOUT_SECONDS)
+    except Exception as exc:  # no alembic_version (never migrated) lands here too
+        log.warning("readiness: database check failed: %s: %s", type(exc).__name__, exc)
+        return "unavailable or not migrated"
+    head = head_revision()
+    if revision != head:
+        return f"at revision {revision or 'none'}, needs {head} (run `coachpay db upgrade`)"
+    return None
+
+
+@get("/health/ready")
+async def ready(ctx: AppCtx, state: State) -> Response[dict[str, object]]:
+    """200 once the schema is at head and nothing holds the instance back (the demo's
+    seed while it runs); 503 with what is not ready otherwise."""
+    runtime = state.get("runtime")
+    waiting: dict[str, str] = dict(getattr(runtime, "not_ready", {}))
+    problem = await _schema_problem(ctx)
+    if problem is not None:
+        waiting["database"] = problem
+    if waiting:
+        return Response({"status": "not ready", "waiting_for": waiting}, status_code=503)
+    return Response({"status": "ready"}, status_code=200)
+
+
+router = Router(path="/", route_handlers=[health, ready])

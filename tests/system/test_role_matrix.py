@@ -3,7 +3,7 @@ object. A forbidden cell answers 401 (no token) or 403/404 with ``{"error", "det
 writes nothing (row counts of every table, ledger balances, Stripe writes unchanged); an
 allowed cell is never 401/403 (nor 5xx).
 
-``TABLE`` is the expected access of every route the app serves (except /schema*, /health,
+``TABLE`` is the expected access of every route the app serves (except /schema*, /health*,
 static assets and the Stripe webhooks, which answer to signatures: see the webhook test). A
 route added without a row here fails ``test_table_covers_every_route``.
 
@@ -114,6 +114,8 @@ TABLE: dict[str, Rule] = {
     "GET /v1/finance/trial-balance": rule(F, A),
     "GET /v1/finance/reconciliation": rule(F, A),
     "GET /v1/finance/refunds/attention": rule(F, A),
+    # Or the COACHPAY_METRICS_TOKEN (tests/api/test_observability.py).
+    "GET /metrics": rule(A),
 }
 
 
@@ -124,7 +126,7 @@ def served_routes(app: Litestar) -> set[str]:
         if not isinstance(route, HTTPRoute):  # ASGI mounts (static assets)
             continue
         path = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.path)
-        if path == "/health" or path.startswith(("/schema", "/static")):
+        if path in ("/health", "/health/ready") or path.startswith(("/schema", "/static")):
             continue
         for handler in route.route_handlers:
             if handler.handler_name == "options_handler":  # Litestar's automatic OPTIONS
