@@ -86,7 +86,7 @@ async def test_forged_checkout_paid_books_nothing_the_real_payment_books_once(
         {"id": None, "object": "checkout.session"},
     ]:  # fmt: skip
         await wire.send(wire.forge(type_, body))
-    assert await money_state(engine) == before
+        assert await money_state(engine) == before, body
     assert (await booking_row(client, pending["id"], me))["status"] == "pending"
 
     coach_id = await user_id(engine, coach)
@@ -127,7 +127,7 @@ async def test_forged_payment_failed_fails_no_booking_the_real_failure_fails_its
         {"object": "payment_intent"},
     ]:
         await wire.send(wire.forge("payment_intent.payment_failed", body))
-    assert await money_state(engine) == before
+        assert await money_state(engine) == before, body
 
     mark = wire.mark()
     pay(stripe, declined, "failed")
@@ -163,7 +163,7 @@ async def test_forged_async_failure_of_a_payment_still_processing_fails_nothing(
     before = await money_state(engine)
     for body in [processing, {**processing, "id": "cs_test_neverMadeAtStripe"}]:
         await wire.send(wire.forge("checkout.session.async_payment_failed", body))
-    assert await money_state(engine) == before
+        assert await money_state(engine) == before, body
     assert (await booking_row(client, booking["id"], me))["status"] == "pending"
 
     mark = wire.mark()
@@ -194,7 +194,7 @@ async def test_forged_expiry_cancels_nothing_the_real_one_cancels_once(
         {**open_cs, "id": "cs_test_neverMadeAtStripe", "status": "expired"},
     ]:
         await wire.send(wire.forge("checkout.session.expired", body))
-    assert await money_state(engine) == before
+        assert await money_state(engine) == before, body
 
     mark = wire.mark()
     stripe.emulator.control("POST", f"checkout/sessions/{booking['checkout_session_id']}/expire")
@@ -250,7 +250,7 @@ async def test_forged_account_updates_change_no_account_the_real_one_once(
         wire.forge("account.updated", {**restricted, "id": "acct_goneFromStripe"}),
     ]:
         await wire.send(event)
-    assert await money_state(engine) == before
+        assert await money_state(engine) == before, event
 
     mark = wire.mark()
     stripe.emulator.control("POST", f"accounts/{acct}/restrict", {})

@@ -134,7 +134,7 @@ async def test_forged_reversals_credit_no_one_and_the_next_run_pays_only_what_st
         {"object": "transfer", "id": ["tr_x"]},
     ]:
         await wire.send(wire.forge("transfer.reversed", body))
-    assert await money_state(engine) == before
+        assert await money_state(engine) == before, body
     await pay_out(engine, gateway, clock, settings)  # the next run pays nothing
     assert len(transfers_to(stripe, a.account)) == 1
     assert await money_state(engine) == before
@@ -184,7 +184,7 @@ async def test_forged_bank_payouts_change_nothing_a_real_failure_pauses_payouts_
         wire.forge("payout.paid", {"id": "po_x/../../balance"}, account=a.account),
     ]:
         await wire.send(event)
-    assert await money_state(engine) == before
+        assert await money_state(engine) == before, event
     # b's real payout (paid), its body edited to say failed: recorded as Stripe has it.
     await wire.send(wire.forge("payout.failed", lie, account=b.account))
     async with engine.connect() as conn:

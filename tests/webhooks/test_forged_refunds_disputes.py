@@ -89,7 +89,7 @@ async def test_forged_refunds_book_nothing_the_real_refund_books_once(
         {"object": "refund", "id": 12},
     ]:  # fmt: skip
         await wire.send(wire.forge(type_, body))
-    assert await money_state(engine) == before
+        assert await money_state(engine) == before, body
 
     coach_id = await coach_id_of(engine, ours)
     owed_before = await owed(engine, coach_id)
@@ -125,7 +125,7 @@ async def test_a_real_refund_that_failed_is_reversed_once_a_forged_failure_rever
     failed = {**refund, "status": "failed", "failure_reason": "lost_or_stolen_card"}
     for type_ in ("refund.failed", "refund.updated", "charge.refund.updated"):
         await wire.send(wire.forge(type_, failed))  # Stripe says succeeded
-    assert await money_state(engine) == before
+        assert await money_state(engine) == before, type_
 
     mark = wire.mark()
     stripe.emulator.control("POST", f"refunds/{refund['id']}/fail", {})
@@ -172,7 +172,7 @@ async def test_forged_charge_refunded_books_nothing_stripes_list_books_once(
         {**body, "id": their_charge},
     ]:
         await wire.send(wire.forge("charge.refunded", forged))
-    assert await money_state(engine) == before
+        assert await money_state(engine) == before, body
 
     mark = wire.mark()
     made = await gateway.create_refund(
@@ -218,7 +218,7 @@ async def test_forged_disputes_book_nothing_the_real_dispute_books_once(
         {"object": "dispute"},
     ]:
         await wire.send(wire.forge(type_, body))
-    assert await money_state(engine) == before
+        assert await money_state(engine) == before, body
 
     coach_id = await coach_id_of(engine, ours)
     owed_before = await owed(engine, coach_id)
