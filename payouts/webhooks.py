@@ -163,7 +163,12 @@ def _pause_reason(po: StripePayout) -> str:
 
 
 async def _pause_for(db: AsyncSession, coach_id: int, po: StripePayout, now: datetime) -> None:
-    profile = await db.get(CoachProfile, coach_id)
+    # Locked before it is read, so an admin pausing at the same moment keeps their reason.
+    profile = (
+        await db.execute(
+            select(CoachProfile).where(CoachProfile.user_id == coach_id).with_for_update()
+        )
+    ).scalar_one_or_none()
     if profile is None:
         return
     if profile.payouts_paused:
