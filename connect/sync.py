@@ -1,8 +1,9 @@
 """Keeping our copy of a Connect account in step with Stripe.
 
-Syncing locks the account row *before* retrieving the account from Stripe,
-so concurrent refreshes run one after the other and the last writer always
-holds the freshest state. A state observed before the one stored is ignored.
+A refresh reads Stripe first and then locks our row to store what it read,
+stamped with the time the read started: a state observed before the one
+stored is ignored, so the record never moves backwards, and no one waits on
+our row while Stripe answers.
 """
 
 from __future__ import annotations
@@ -110,20 +111,21 @@ async def refresh_account(
     now: datetime,
     cause: str | None = None,
 ) -> SyncResult | None:
-    """Lock our row, re-read the account from Stripe, store it.
+    """Re-read the account from Stripe and store it; None for an account we do not know.
 
-    The lock comes first so concurrent refreshes run one after the other: the
-    later one reads Stripe later and therefore writes the newer state. Events
-    carry a snapshot that may be old by the time it arrives; this never uses it.
+    Stripe is asked before our row is locked (a slow Stripe must not hold up
+    everyone else who needs the row); ``now`` is taken before the call and
+    passed as ``observed_at``, so a refresh that started earlier than the one
+    stored never writes its (possibly older) state over it. Events carry a
+    snapshot that may be old by the time it arrives; this never uses it.
+    Raises ``StripeNotFound`` when Stripe has no such account.
     """
-    locked = (
+    known = (
         await db.execute(
-            select(ConnectAccount.id)
-            .where(ConnectAccount.stripe_account_id == stripe_account_id)
-            .with_for_update()
+            select(ConnectAccount.id).where(ConnectAccount.stripe_account_id == stripe_account_id)
         )
     ).scalar_one_or_none()
-    if locked is None:
+    if known is None:
         return None
     acct = await gateway.retrieve_account(stripe_account_id)
-    return await sync_account(db, stripe_account=acct, now=now, cause=cause)
+    return await sync_account(db, stripe_account=acct, now=now, observed_at=now, cause=cause)

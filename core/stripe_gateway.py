@@ -23,19 +23,26 @@ from core.stripe_types import (
     BalanceTransaction,
     Charge,
     CheckoutSession,
+    Dispute,
     LoginLink,
     Page,
     PaymentIntent,
     Refund,
     StripeAccount,
     StripeEvent,
+    StripePayout,
     Transfer,
     TransferReversal,
 )
 
 if TYPE_CHECKING:
     from stripe import RequestOptions
-    from stripe.params import ChargeRetrieveParams, PaymentIntentRetrieveParams
+    from stripe.params import (
+        ChargeRetrieveParams,
+        DisputeRetrieveParams,
+        PaymentIntentRetrieveParams,
+        RefundRetrieveParams,
+    )
 
     from core.settings import Settings
 
@@ -439,6 +446,51 @@ class StripeGateway:
             )
         )
         return TransferReversal.from_dict(raw)
+
+    # -- Re-reads for webhooks ----------------------------------------------
+    # A signed event proves it came through our endpoint secret, not that the
+    # money moved: handlers book the object as Stripe returns it from these.
+
+    async def retrieve_refund(self, refund_id: str) -> Refund:
+        """The refund with its charge expanded (one call: its amount is capped by the charge)."""
+        params: RefundRetrieveParams = {"expand": ["charge"]}
+        raw = await self._call(lambda: self._v1.refunds.retrieve_async(refund_id, params))
+        return Refund.from_dict(raw)
+
+    async def retrieve_dispute(self, dispute_id: str) -> Dispute:
+        """The dispute with its charge expanded."""
+        params: DisputeRetrieveParams = {"expand": ["charge"]}
+        raw = await self._call(lambda: self._v1.disputes.retrieve_async(dispute_id, params))
+        return Dispute.from_dict(raw)
+
+    async def list_transfer_reversals(
+        self, transfer_id: str, *, limit: int = 100, starting_after: str | None = None
+    ) -> Page[TransferReversal]:
+        """A transfer's reversals, newest first (the transfer embeds only the 10 newest)."""
+        params = _params(limit=limit, starting_after=starting_after)
+        raw = await self._call(lambda: self._v1.transfers.reversals.list_async(transfer_id, params))
+        return _page(raw, TransferReversal.from_dict)
+
+    async def all_transfer_reversals(self, transfer: Transfer) -> tuple[TransferReversal, ...]:
+        """Every reversal of a retrieved transfer, newest first: the embedded list,
+        or, when Stripe says there are more, every page of the list endpoint."""
+        if transfer.reversals is not None and not transfer.reversals.has_more:
+            return transfer.reversals.data
+        found: list[TransferReversal] = []
+        cursor: str | None = None
+        while True:
+            page = await self.list_transfer_reversals(transfer.id, starting_after=cursor)
+            found.extend(page.data)
+            if not page.has_more or page.last_id is None:
+                return tuple(found)
+            cursor = page.last_id
+
+    async def retrieve_payout(self, payout_id: str, *, account: str) -> StripePayout:
+        """A payout of a connected account to its bank (``Stripe-Account: account``):
+        Stripe answers 404 for a payout of any other account."""
+        options: RequestOptions = {"stripe_account": account}
+        raw = await self._call(lambda: self._v1.payouts.retrieve_async(payout_id, None, options))
+        return StripePayout.from_dict(raw)
 
     # -- Balance and reconciliation ----------------------------------------
 

@@ -7,7 +7,7 @@ Amounts are integers in the currency's minor unit, times are Unix seconds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -134,6 +134,10 @@ class BalanceTransaction:
         )
 
 
+def _expanded(value: object, parse: Callable[[Json], T]) -> T | None:
+    return parse(value) if isinstance(value, Mapping) else None
+
+
 def _balance_transaction(value: object) -> BalanceTransaction | None:
     # Only an expanded balance transaction carries the fee; a bare id does not.
     return BalanceTransaction.from_dict(value) if isinstance(value, Mapping) else None
@@ -244,6 +248,7 @@ class Refund:
     status: str | None  # pending / requires_action / succeeded / failed / canceled
     metadata: dict[str, str]
     failure_reason: str | None
+    charge: Charge | None = None  # only when retrieved with expand[]=charge
 
     @classmethod
     def from_dict(cls, d: Json) -> Refund:
@@ -256,6 +261,7 @@ class Refund:
             status=d.get("status"),
             metadata=_metadata(d),
             failure_reason=d.get("failure_reason"),
+            charge=_expanded(d.get("charge"), Charge.from_dict),
         )
 
 
@@ -271,9 +277,14 @@ class Transfer:
     reversed: bool
     source_transaction: str | None
     created: int
+    # The 10 most recent reversals Stripe embeds in a retrieved transfer (None
+    # when the object came without them); page the rest with
+    # ``list_transfer_reversals`` when ``reversals.has_more``.
+    reversals: Page[TransferReversal] | None = None
 
     @classmethod
     def from_dict(cls, d: Json) -> Transfer:
+        listed = d.get("reversals")
         return cls(
             id=d["id"],
             amount=int(d["amount"]),
@@ -285,6 +296,14 @@ class Transfer:
             reversed=bool(d.get("reversed")),
             source_transaction=_id_of(d.get("source_transaction")),
             created=int(d.get("created") or 0),
+            reversals=(
+                Page(
+                    data=tuple(TransferReversal.from_dict(r) for r in listed.get("data") or []),
+                    has_more=bool(listed.get("has_more")),
+                )
+                if isinstance(listed, Mapping)
+                else None
+            ),
         )
 
 
@@ -295,6 +314,7 @@ class TransferReversal:
     currency: str
     transfer_id: str
     metadata: dict[str, str]
+    created: int = 0
 
     @classmethod
     def from_dict(cls, d: Json) -> TransferReversal:
@@ -304,6 +324,7 @@ class TransferReversal:
             currency=d["currency"],
             transfer_id=str(_id_of(d.get("transfer"))),
             metadata=_metadata(d),
+            created=int(d.get("created") or 0),
         )
 
 
@@ -325,6 +346,68 @@ def _by_currency(entries: object) -> dict[str, int]:
     for entry in entries if isinstance(entries, list) else []:
         totals[entry["currency"]] = totals.get(entry["currency"], 0) + int(entry["amount"])
     return totals
+
+
+@dataclass(frozen=True, slots=True)
+class Dispute:
+    """A chargeback (``du_``); ``fee`` and ``fee_returned`` come from its balance
+    transactions (the withdrawal carries Stripe's dispute fee, a won dispute's
+    reinstatement gives it back as a negative fee)."""
+
+    id: str
+    amount: int
+    currency: str
+    status: str
+    payment_intent_id: str | None
+    charge_id: str | None
+    fee: int
+    fee_returned: int
+    charge: Charge | None = None  # only when retrieved with expand[]=charge
+
+    @classmethod
+    def from_dict(cls, d: Json) -> Dispute:
+        txns = [t for t in d.get("balance_transactions") or [] if isinstance(t, Mapping)]
+        fee = int(txns[0].get("fee") or 0) if txns else 0
+        returned = sum(-int(t.get("fee") or 0) for t in txns[1:] if int(t.get("fee") or 0) < 0)
+        return cls(
+            id=str(d["id"]),
+            amount=int(d["amount"]),
+            currency=str(d["currency"]),
+            status=str(d.get("status") or ""),
+            payment_intent_id=_id_of(d.get("payment_intent")),
+            charge_id=_id_of(d.get("charge")),
+            fee=fee,
+            fee_returned=returned,
+            charge=_expanded(d.get("charge"), Charge.from_dict),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StripePayout:
+    """A payout (``po_``) from a connected account's balance to its bank."""
+
+    id: str
+    amount: int
+    currency: str
+    status: str  # pending / in_transit / paid / failed / canceled
+    arrival_date: int | None
+    failure_code: str | None
+    failure_message: str | None
+    created: int
+
+    @classmethod
+    def from_dict(cls, d: Json) -> StripePayout:
+        arrival = d.get("arrival_date")
+        return cls(
+            id=str(d["id"]),
+            amount=int(d["amount"]),
+            currency=str(d["currency"]).lower(),
+            status=str(d.get("status") or ""),
+            arrival_date=int(arrival) if isinstance(arrival, int | float) else None,
+            failure_code=d.get("failure_code"),
+            failure_message=d.get("failure_message"),
+            created=int(d.get("created") or 0),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ def register(router: Router) -> None:
     add("GET", "/_emulator/checkout/{id}", checkout_page)
     add("POST", "/_emulator/charges/{id}/dispute", open_dispute)
     add("POST", "/_emulator/refunds/{id}/fail", fail_refund)
+    add("POST", "/_emulator/disputes/{id}/escalate", escalate_dispute)
     add("POST", "/_emulator/disputes/{id}/close", close_dispute)
     add("POST", "/_emulator/balance/available", make_available)
     add("GET", "/_emulator/events", list_events)
@@ -192,7 +193,12 @@ def checkout_page(ctx: Ctx) -> Resp:
 def open_dispute(ctx: Ctx) -> Obj:
     charge = _obj(ctx, "charges", "charge")
     reason = str(ctx.params.get("reason", "fraudulent"))
-    return disputes.open_dispute(ctx.store, charge, _int(ctx.params, "amount"), reason)
+    inquiry = ctx.params.get("inquiry", False)
+    if not isinstance(inquiry, bool):
+        raise ControlError("inquiry must be true or false")
+    return disputes.open_dispute(
+        ctx.store, charge, _int(ctx.params, "amount"), reason, inquiry=inquiry
+    )
 
 
 def fail_refund(ctx: Ctx) -> Obj:
@@ -202,6 +208,10 @@ def fail_refund(ctx: Ctx) -> Obj:
         return payments.fail_refund(ctx.store, refund, reason)
     except ValueError as exc:
         raise ControlError(str(exc)) from None
+
+
+def escalate_dispute(ctx: Ctx) -> Obj:
+    return disputes.escalate(ctx.store, _obj(ctx, "disputes", "dispute"))
 
 
 def close_dispute(ctx: Ctx) -> Obj:

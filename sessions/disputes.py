@@ -21,7 +21,6 @@ every step, and ``disputes`` is back to zero once the dispute is closed.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +28,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.money import refund_split
+from core.stripe_types import Dispute
 from ledger.accounts import Kind
 from ledger.posting import Leg, TxType, post
 from sessions.audit import Actor, transition
@@ -38,38 +38,6 @@ from sessions.models import Booking
 from sessions.postings import coach, platform, reversal_legs
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Dispute:
-    id: str
-    amount: int
-    currency: str
-    status: str
-    payment_intent_id: str | None
-    charge_id: str | None
-    fee: int  # Stripe's dispute fee, from the withdrawal balance transaction
-    fee_returned: int
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Dispute:
-        txns = [t for t in d.get("balance_transactions") or [] if isinstance(t, dict)]
-        fee = int(txns[0].get("fee") or 0) if txns else 0
-        returned = sum(-int(t.get("fee") or 0) for t in txns[1:] if int(t.get("fee") or 0) < 0)
-
-        def _id(v: object) -> str | None:
-            return str(v["id"]) if isinstance(v, dict) else (str(v) if v else None)
-
-        return cls(
-            id=str(d["id"]),
-            amount=int(d["amount"]),
-            currency=str(d["currency"]),
-            status=str(d.get("status") or ""),
-            payment_intent_id=_id(d.get("payment_intent")),
-            charge_id=_id(d.get("charge")),
-            fee=fee,
-            fee_returned=returned,
-        )
 
 
 async def _posted(db: AsyncSession, key: str) -> int | None:
@@ -228,3 +196,25 @@ async def close_dispute(
         at=now,
         detail={"dispute": dispute.id},
     )
+
+
+def dispute_misfit(dispute: Dispute, booking: Booking) -> str | None:
+    """Why Stripe's dispute cannot be booked against ``booking`` (None: it can).
+
+    The dispute must be of the booking's own payment and charge, in its
+    currency, and never claim more than the charge Stripe holds.
+    """
+    charge = dispute.charge
+    if booking.payment_intent_id is None or dispute.payment_intent_id != booking.payment_intent_id:
+        return "not the booking's payment"
+    if booking.charge_id is not None and dispute.charge_id != booking.charge_id:
+        return "not the booking's charge"
+    if charge is None or charge.id != dispute.charge_id:
+        return "its charge was not read from Stripe"
+    if charge.payment_intent_id != dispute.payment_intent_id:
+        return "its charge is of another payment"
+    if not dispute.currency == charge.currency == booking.currency:
+        return "another currency"
+    if not 0 < dispute.amount <= charge.amount:
+        return f"amount {dispute.amount} outside 1..{charge.amount} (the charge)"
+    return None

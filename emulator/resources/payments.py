@@ -7,6 +7,7 @@ from typing import Any
 from emulator.errors import StripeError, not_found
 from emulator.forms import get_int, get_metadata, get_str
 from emulator.money import exponent, processing_fee
+from emulator.resources import disputes
 from emulator.resources.common import (
     equals,
     fetch,
@@ -261,7 +262,7 @@ def create_refund(ctx: Ctx) -> Obj:
     metadata = get_metadata(params) or {}
     if not record["paid"]:
         raise StripeError(f"Charge {charge_id} has not been captured.", param="charge")
-    if record["disputed"]:
+    if record["disputed"] and not disputes.refundable(store, record):
         raise StripeError(
             f"Charge {charge_id} has been charged back; cannot issue a refund.",
             code="charge_disputed",

@@ -22,6 +22,9 @@ INSUFFICIENT_FUNDS = (
 )
 
 
+EMBEDDED_REVERSALS = 10
+
+
 def register(router: Router) -> None:
     router.add("POST", "/v1/transfers", create_transfer)
     router.add("GET", "/v1/transfers", list_transfers)
@@ -222,6 +225,11 @@ def reverse(store: Store, transfer: Obj, amount: int, metadata: dict[str, str]) 
     listing = transfer["reversals"]
     listing["data"].insert(0, clone(reversal))
     listing["total_count"] += 1
+    # As Stripe: the transfer shows its 10 newest reversals; the rest are paged
+    # through GET /v1/transfers/{id}/reversals.
+    if len(listing["data"]) > EMBEDDED_REVERSALS:
+        del listing["data"][EMBEDDED_REVERSALS:]
+        listing["has_more"] = True
     store.emit("transfer.reversed", transfer, previous=previous)
     return reversal
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from core.stripe_types import Transfer, TransferReversal
+from core.stripe_types import Page, Transfer, TransferReversal
 from tests.core.stripe_fixtures import (
     CREATED,
     assert_read,
@@ -50,6 +50,7 @@ async def test_create_transfer_sends_every_field_and_key() -> None:
         reversed=False,
         source_transaction="ch_1",
         created=CREATED,
+        reversals=Page(data=(), has_more=False),
     )
 
 
@@ -151,7 +152,12 @@ async def test_create_transfer_reversal() -> None:
     fields = assert_write(request, "POST", "/v1/transfers/tr_1/reversals", "coachpay:rev:3")
     assert fields == {"amount": "1000", "metadata[reversal_id]": "3"}
     assert result == TransferReversal(
-        id="trr_1", amount=1000, currency="usd", transfer_id="tr_1", metadata={"reversal_id": "3"}
+        id="trr_1",
+        amount=1000,
+        currency="usd",
+        transfer_id="tr_1",
+        metadata={"reversal_id": "3"},
+        created=CREATED,
     )
 
 

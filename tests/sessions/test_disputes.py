@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -10,15 +8,12 @@ from core.inbox import HandlerContext
 from emulator.server import EmulatorServer
 from ledger.accounts import Kind, balance
 from ledger.models import Earning
-from sessions.models import Booking
 from tests.sessions.helpers import (
     book_for,
     coach_balance,
-    deliver,
     deliver_new,
     event_mark,
     make_coach,
-    make_event,
     make_session,
     make_user,
     paid_booking,
@@ -67,25 +62,6 @@ async def test_dispute_opened_then_closed(
     assert await trial_balance(db) == 0
 
 
-def _dispute(booking: Booking, status: str, *, withdrawn: bool) -> dict[str, Any]:
-    txns = (
-        [{"id": "txn_du_inq", "amount": -10000, "fee": 1500, "net": -11500, "currency": "usd"}]
-        if withdrawn
-        else []
-    )
-    return {
-        "id": f"du_inquiry_{booking.id}",
-        "object": "dispute",
-        "amount": 10000,
-        "currency": "usd",
-        "status": status,
-        "charge": booking.charge_id,
-        "payment_intent": booking.payment_intent_id,
-        "balance_transactions": txns,
-        "is_charge_refundable": not withdrawn,
-    }
-
-
 async def test_dispute_inquiry_moves_no_money_until_it_escalates(
     db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer
 ) -> None:
@@ -93,20 +69,11 @@ async def test_dispute_inquiry_moves_no_money_until_it_escalates(
     booking, coach, _ = await paid_booking(db, ctx, emulator)
     p = await platform_accounts(db)
     stripe_before = await balance(db, p.stripe)
-    await deliver(
-        db,
-        ctx,
-        [
-            make_event(
-                "charge.dispute.created",
-                _dispute(booking, "warning_needs_response", withdrawn=False),
-                1,
-            ),
-            make_event(
-                "charge.dispute.closed", _dispute(booking, "warning_closed", withdrawn=False), 2
-            ),
-        ],
-    )
+
+    mark = event_mark(emulator)
+    closed = emulator.control("POST", f"charges/{booking.charge_id}/dispute", {"inquiry": True})
+    emulator.control("POST", f"disputes/{closed['id']}/close", {"outcome": "warning_closed"})
+    await deliver_new(db, ctx, emulator, mark)
     assert await balance(db, p.stripe) == stripe_before
     assert await balance(db, p.disputes) == 0
     assert await coach_balance(db, coach, Kind.PENDING) == -8000
@@ -114,19 +81,19 @@ async def test_dispute_inquiry_moves_no_money_until_it_escalates(
         await db.execute(select(Earning).where(Earning.booking_id == booking.id))
     ).scalar_one()
     assert earning.reduced_before_release == 0
-    # An inquiry that escalates: Stripe withdraws the funds now.
-    await deliver(
-        db,
-        ctx,
-        [
-            make_event(
-                "charge.dispute.funds_withdrawn",
-                _dispute(booking, "needs_response", withdrawn=True),
-                3,
-            )
-        ],
-    )
+
+    # Another booking's inquiry escalates: Stripe withdraws the funds now.
+    other, other_coach, _ = await paid_booking(db, ctx, emulator)
+    mark = event_mark(emulator)
+    inquiry = emulator.control("POST", f"charges/{other.charge_id}/dispute", {"inquiry": True})
+    await deliver_new(db, ctx, emulator, mark)
+    assert await coach_balance(db, other_coach, Kind.PENDING) == -8000
+    stripe_before = await balance(db, p.stripe)
+    mark = event_mark(emulator)
+    emulator.control("POST", f"disputes/{inquiry['id']}/escalate")
+    events = await deliver_new(db, ctx, emulator, mark)
+    assert "charge.dispute.funds_withdrawn" in [e.type for e in events]
     assert await balance(db, p.stripe) == stripe_before - 10000 - 1500
     assert await balance(db, p.disputes) == 2000
-    assert await coach_balance(db, coach, Kind.PENDING) == 0
+    assert await coach_balance(db, other_coach, Kind.PENDING) == 0
     assert await trial_balance(db) == 0

@@ -22,7 +22,8 @@ from tests.sessions.helpers import (
     coach_balance,
     count,
     deliver,
-    make_event,
+    event_mark,
+    events_since,
     paid_booking,
     platform_accounts,
     trial_balance,
@@ -45,18 +46,15 @@ async def test_refund_that_fails_later_is_reversed(
         clock=ctx.clock,
     )
     assert await coach_balance(db, coach, Kind.PENDING) == -5600
-    failed = {
-        "id": row.stripe_refund_id,
-        "object": "refund",
-        "amount": 3000,
-        "currency": "usd",
-        "charge": booking.charge_id,
-        "payment_intent": booking.payment_intent_id,
-        "status": "failed",
-        "failure_reason": "expired_or_canceled_card",
-        "metadata": {},
-    }
-    events = [make_event("refund.updated", failed, 10), make_event("refund.failed", failed, 11)]
+    # The card network returns the refund: Stripe fails it and says so twice.
+    mark = event_mark(emulator)
+    emulator.control(
+        "POST",
+        f"refunds/{row.stripe_refund_id}/fail",
+        {"failure_reason": "expired_or_canceled_card"},
+    )
+    events = [e for e in events_since(emulator, mark) if e.type.startswith("refund.")]
+    assert [e.type for e in events] == ["refund.updated", "refund.failed"]
     await deliver(db, ctx, events + events)  # twice: reversed once
     await db.refresh(booking)
     await db.refresh(row)
@@ -131,24 +129,23 @@ async def test_refund_failed_at_once_is_a_conflict_and_books_nothing(
 async def test_refund_failed_event_before_created_books_nothing(
     db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer
 ) -> None:
+    """A dashboard refund that failed: its refund.failed arrives before refund.created,
+    whose body still says succeeded. Stripe says failed: nothing is booked, either way round."""
     booking, coach, _ = await paid_booking(db, ctx, emulator)
-    obj = {
-        "id": f"re_ooo_{booking.id}",
-        "object": "refund",
-        "amount": 4000,
-        "currency": "usd",
-        "charge": booking.charge_id,
-        "payment_intent": booking.payment_intent_id,
-        "status": "failed",
-        "metadata": {},
-    }
+    mark = event_mark(emulator)
+    made = await ctx.gateway.create_refund(
+        payment_intent=booking.payment_intent_id,
+        amount=4000,
+        metadata={},
+        idempotency_key=f"dash-ooo-{booking.id}",
+    )
+    emulator.control("POST", f"refunds/{made.id}/fail", {"failure_reason": "declined"})
+    events = {e.type: e for e in events_since(emulator, mark)}
+    assert events["refund.created"].data_object["status"] == "succeeded"  # a stale snapshot
     await deliver(
         db,
         ctx,
-        [
-            make_event("refund.failed", obj, 20),
-            make_event("refund.created", {**obj, "status": "pending"}, 21),  # stale snapshot
-        ],
+        [events["refund.failed"], events["refund.created"], events["charge.refunded"]],
     )
     await db.refresh(booking)
     assert booking.status == "paid" and booking.amount_refunded == 0
