@@ -58,7 +58,7 @@ async def test_cookie_sign_in_then_dashboard(
     html = page.text
     assert cell(html, "total-usd-gross_volume") == "180.00 USD"
     assert cell(html, "total-usd-net_platform_revenue") == "4.88 USD"
-    assert cell(html, "total-jpy-gross_volume") == "5000 JPY"
+    assert cell(html, "total-jpy-gross_volume") == "5,000 JPY"
     assert cell(html, "total-kwd-gross_volume") == "12.345 KWD"
     assert '<svg id="chart-revenue"' in html
     assert 'id="recon-status">differences<' in html  # Stripe (mocked) has none of it
@@ -95,7 +95,7 @@ async def test_coach_page(app_client: Client, tokens: Tokens) -> None:
     )
     assert cell(narrow.text, "earned-usd") == "40.00 USD"
     jpy = (await app_client.get("/coach", params={"coach_id": 2}, headers=f)).text
-    assert cell(jpy, "balance-jpy-pending") == "4000 JPY"
+    assert cell(jpy, "balance-jpy-pending") == "4,000 JPY"
     bad = await app_client.get("/coach", params={"coach_id": "x"}, headers=f)
     assert bad.status_code == 422
     own = await app_client.get("/coach", headers=tokens.headers("coach", "someone-new"))
