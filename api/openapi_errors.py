@@ -101,6 +101,17 @@ def _declare_bodies(openapi: OpenAPI, bodies: Bodies) -> None:
             )
 
 
+TAGS = (
+    ("/v1/coaches/", "coaches"), ("/v1/admin/", "admin"), ("/v1/sessions", "sessions"),
+    ("/v1/bookings", "bookings"), ("/v1/finance/", "finance"), ("/v1/webhooks/", "stripe"),
+    ("/auth/", "sign-in"), ("/health", "health"),
+)  # fmt: skip
+
+
+def _tag(path: str) -> str:
+    return next((tag for prefix, tag in TAGS if path.startswith(prefix)), "other")
+
+
 def openapi_config() -> OpenAPIConfig:
     swagger = SwaggerRenderPlugin(
         js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
@@ -143,6 +154,7 @@ def amend(openapi: OpenAPI, bodies: Bodies | None = None) -> OpenAPI:
                 continue  # every served route has one: tests/api/test_openapi.py
             operation.summary = doc.summary
             operation.description = doc.description
+            operation.tags = [_tag(path)]
             if doc.public:
                 operation.security = []  # no bearer token: a signature or a link token
             responses = dict(operation.responses or {})

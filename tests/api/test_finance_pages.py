@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 import respx
@@ -102,9 +101,8 @@ async def _coach_users(engine: AsyncEngine) -> None:
         await conn.execute(text("SELECT setval('users_id_seq', 100)"))
 
 
-async def test_coach_page(
-    app_client: Client, tokens: Tokens, seeded: Any, clean_engine: AsyncEngine
-) -> None:
+@pytest.mark.usefixtures("seeded")
+async def test_coach_page(app_client: Client, tokens: Tokens, clean_engine: AsyncEngine) -> None:
     await _coach_users(clean_engine)
     f = tokens.headers("finance")
     html = (await app_client.get("/coach", params={"coach_id": 1}, headers=f)).text
