@@ -7,8 +7,6 @@ from collections.abc import Sequence
 
 from litestar import Litestar
 from litestar.datastructures import State
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.types import (
     ControllerRouterHandler,
     LifeSpanReceive,
@@ -23,7 +21,7 @@ from api.deps import dependencies
 from api.errors import EXCEPTION_HANDLERS
 from api.logs import bind_path_ids, configure_logging, log_format, with_request_id
 from api.metrics import router as metrics_router
-from api.openapi_errors import declare_error_responses
+from api.openapi_errors import declare_error_responses, openapi_config
 from api.routes import ROUTERS
 from api.routes.webhooks import WebhookFastPath
 from api.runtime import Runtime
@@ -91,13 +89,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
-        openapi_config=OpenAPIConfig(
-            title="coachpay",
-            version="0.1.0",
-            description="Marketplace payout engine on Stripe Connect",
-            path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
-        ),
+        openapi_config=openapi_config(),
         request_max_body_size=MAX_BODY_BYTES,
         state=State({}),
         logging_config=None,

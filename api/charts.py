@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from core.money import currency_exponent, format_amount
+from api.finance_views import display_amount
+from core.money import currency_exponent
 
 PALETTE = ("#2f6fdf", "#e8873a", "#3aa76d", "#c0392b", "#8e5cc7", "#7f8c8d")
 
@@ -40,6 +41,7 @@ class Chart:
     legend: list[tuple[str, str]] = field(default_factory=list)
     zero_y: float = 0.0
     empty: bool = False
+    left: int = 78  # where the plot starts: room for the widest y label
 
 
 def _nice_step(span: int, currency: str) -> int:
@@ -65,7 +67,7 @@ def bar_chart(
     height: int = 240,
 ) -> Chart:
     """Grouped bars, one group per label, one bar per series; negatives go below zero."""
-    left, right, top, bottom = 78, 10, 10, 28
+    right, top, bottom = 10, 10, 28
     chart = Chart(width, height)
     chart.legend = [(name, PALETTE[i % len(PALETTE)]) for i, (name, _) in enumerate(series)]
     values = [v for _, vs in series for v in vs]
@@ -76,13 +78,16 @@ def bar_chart(
     step = _nice_step(hi - lo, currency)
     hi = -(-hi // step) * step
     lo = (lo // step) * step
-    plot_h, plot_w = height - top - bottom, width - left - right
+    plot_h = height - top - bottom
 
     def y_of(v: int) -> float:
         return top + (hi - v) * plot_h / (hi - lo)
 
     chart.zero_y = y_of(0)
-    chart.y_ticks = [Tick(y_of(v), format_amount(v, currency)) for v in range(lo, hi + 1, step)]
+    chart.y_ticks = [Tick(y_of(v), display_amount(v, currency)) for v in range(lo, hi + 1, step)]
+    # 11 px text: about 6.5 px a character, and a gap before the axis.
+    left = chart.left = max(78, 12 + round(6.5 * max(len(t.label) for t in chart.y_ticks)))
+    plot_w = width - left - right
     group_w = plot_w / len(labels)
     bar_w = max(group_w * 0.8 / len(series), 1.0)
     for i, label in enumerate(labels):
@@ -91,7 +96,7 @@ def bar_chart(
         for j, (name, vs) in enumerate(series):
             v = vs[i]
             y0, y1 = sorted((y_of(0), y_of(v)))
-            title = f"{label} {name}: {format_amount(v, currency)}"
+            title = f"{label} {name}: {display_amount(v, currency)}"
             color = PALETTE[j % len(PALETTE)]
             chart.bars.append(Bar(gx + j * bar_w, y0, bar_w - 1, max(y1 - y0, 0.5), color, title))
     if len(labels) > 12:  # keep the axis readable: every n-th label
@@ -103,7 +108,7 @@ def bar_chart(
 def hbar_chart(rows: Sequence[tuple[str, int, str]], *, width: int = 420, row_h: int = 26) -> Chart:
     """Horizontal bars: (label, value, value text); lengths relative to the largest value."""
     left, right = 120, 110
-    chart = Chart(width, max(row_h * len(rows), row_h))
+    chart = Chart(width, max(row_h * len(rows), row_h), left=left)
     top = max((v for _, v, _ in rows), default=0)
     if not rows or top <= 0:
         chart.empty = True

@@ -1,24 +1,22 @@
 """Queries behind the finance endpoints and pages that reach past the ledger:
-the payouts table, Stripe's balance transactions, a coach's page."""
+the payouts table, Stripe's balance transactions, transactions newest first."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import finance_views as fv
 from api.context import AppContext
 from core.errors import InvalidInput
 from core.money import format_amount
-from ledger.accounts import coach_balances
 from ledger.models import Earning
 from ledger.reconciliation import reconcile_period
-from ledger.reports import TransactionFilter, iter_transactions
+from ledger.reports import TransactionFilter, TransactionRow, list_transactions
 from payouts.models import Payout
 
 # Bounds one reconciliation's memory; a larger period is asked to be split.
@@ -122,107 +120,6 @@ async def reconciliation_report(
     return out
 
 
-@dataclass
-class CoachPage:
-    coach_id: int
-    balances: dict[str, dict[str, int]]  # currency -> pending/available/in_transit (owed, +)
-    next_release: dict[str, Any] | None
-    payouts: list[dict[str, Any]]
-    earnings: list[dict[str, Any]]
-    # (period label, currency) -> coach share earned, from the ledger's postings
-    earned: dict[str, dict[str, int]] = field(default_factory=dict)
-
-
-async def coach_page(
-    db: AsyncSession,
-    coach_id: int,
-    *,
-    currency: str | None,
-    start: datetime | None,
-    end: datetime | None,
-    max_rows: int = 5000,
-) -> CoachPage:
-    """Balances now; next release; payouts; earnings and money earned in the period."""
-    balances = await coach_balances(db, coach_id)
-    if currency:
-        balances = {c: b for c, b in balances.items() if c == currency}
-    due = select(Earning).where(Earning.coach_id == coach_id, Earning.status == "pending")
-    if currency:
-        due = due.where(Earning.currency == currency)
-    first = (await db.execute(due.order_by(Earning.available_at).limit(1))).scalar_one_or_none()
-    next_release = None
-    if first is not None:
-        same_time = await db.execute(
-            select(func.count(), func.sum(Earning.amount - Earning.reduced_before_release)).where(
-                Earning.coach_id == coach_id,
-                Earning.status == "pending",
-                Earning.currency == first.currency,
-                Earning.available_at == first.available_at,
-            )
-        )
-        count, amount = same_time.one()
-        next_release = {
-            "at": first.available_at,
-            "currency": first.currency,
-            "amount": int(amount or 0),
-            "display": format_amount(int(amount or 0), first.currency),
-            "earnings": int(count),
-        }
-    payouts = [
-        p for p in await payouts_view(db, coach_id=coach_id, limit=50)
-        if not currency or p["currency"] == currency
-    ]  # fmt: skip
-    q = select(Earning).where(Earning.coach_id == coach_id).order_by(Earning.id.desc()).limit(50)
-    if currency:
-        q = q.where(Earning.currency == currency)
-    earnings = [_earning_json(e) for e in (await db.execute(q)).scalars()]
-    earned: dict[str, dict[str, int]] = {}
-    filters = TransactionFilter(
-        type="session_payment", coach_id=coach_id, currency=currency, start=start, end=end
-    )
-    n = 0
-    async for row in iter_transactions(db, filters):
-        day = row.occurred_at.astimezone(UTC).date().isoformat()
-        per_cur = earned.setdefault(row.currency, {})
-        per_cur[day] = per_cur.get(day, 0) + row.coach_payout
-        n += 1
-        if n >= max_rows:  # a page, not an export: the latest periods are enough
-            break
-    return CoachPage(coach_id, balances, next_release, payouts, earnings, earned)
-
-
-def _earning_json(e: Earning) -> dict[str, Any]:
-    return fv.with_display(
-        {
-            "id": e.id,
-            "booking_id": e.booking_id,
-            "currency": e.currency,
-            "gross": e.gross,
-            "platform_fee": e.platform_fee,
-            "amount": e.amount,
-            "status": e.status,
-            "available_at": e.available_at,
-            "payout_id": e.payout_id,
-        },
-        e.currency,
-        ("gross", "platform_fee", "amount"),
-    )
-
-
-def sum_rows(rows: Sequence[dict[str, Any]], key: str) -> int:
-    return sum(int(r[key]) for r in rows)
-
-
-async def paid_out(db: AsyncSession, coach_id: int) -> dict[str, int]:
-    """Lifetime paid out per currency: the sum of paid payouts (net of reversals)."""
-    rows = await db.execute(
-        select(Payout.currency, func.sum(Payout.amount - Payout.reversed_amount))
-        .where(Payout.coach_id == coach_id, Payout.status == "paid")
-        .group_by(Payout.currency)
-    )
-    return {c: int(v or 0) for c, v in rows}
-
-
 async def payouts_by_state(
     db: AsyncSession, *, start: datetime | None, end: datetime | None, currency: str | None
 ) -> list[dict[str, Any]]:
@@ -242,3 +139,44 @@ async def payouts_by_state(
          "display": format_amount(int(a), c)}
         for s, c, n, a in rows
     ]  # fmt: skip
+
+
+async def transactions_newest_first(
+    db: AsyncSession,
+    filters: TransactionFilter,
+    *,
+    before: tuple[datetime, int] | None,
+    limit: int,
+) -> tuple[list[TransactionRow], tuple[datetime, int] | None]:
+    """One page of the Transaction view, newest first, older than ``before``; and where
+    the next (older) page starts, None on the last one.
+
+    ``ledger.reports.list_transactions`` pages oldest first: the page's transactions are
+    found here newest first (one index walk), then read through it from just before the
+    oldest of them, so the figures come from the one Transaction view.
+    """
+    conds, params = filters.where("t")
+    if before is not None:
+        conds.append("(t.occurred_at, t.id) < (:b_at, :b_id)")
+        params.update(b_at=before[0], b_id=before[1])
+    where = ("WHERE " + " AND ".join(conds)) if conds else ""
+    keys = (
+        await db.execute(
+            text(
+                f"SELECT t.occurred_at, t.id FROM ledger_transactions t {where} "
+                "ORDER BY t.occurred_at DESC, t.id DESC LIMIT :n"
+            ),
+            {**params, "n": limit + 1},
+        )
+    ).all()
+    if not keys:
+        return [], None
+    more = len(keys) > limit
+    page = keys[:limit]
+    start = (keys[limit][0], keys[limit][1]) if more else None
+    rows = await list_transactions(db, filters, after=start, limit=len(page))
+    wanted = {k[1] for k in page}
+    rows = [r for r in rows if r.id in wanted]
+    rows.sort(key=lambda r: (r.occurred_at, r.id), reverse=True)
+    oldest = page[-1]
+    return rows, ((oldest[0], oldest[1]) if more else None)

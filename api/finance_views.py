@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from core.errors import InvalidInput
-from core.money import check_currency, format_amount
+from core.money import check_currency, currency_exponent, format_amount
 from ledger.posting import TxType
 from ledger.reconciliation import LedgerSide, Match, Reconciliation
 from ledger.report_summary import SummaryRow
@@ -33,6 +33,20 @@ TX_COLUMNS = (
     "coach_payout", "processing_fee", "payment_intent", "transfer", "stripe_object",
     "session_id", "booking_id", "payer_id", "coach_id", "payout_id",
 )  # fmt: skip
+
+
+# -- display ----------------------------------------------------------------------
+
+
+def display_amount(amount: int, currency: str) -> str:
+    """For people: ``123456789, 'usd'`` -> ``'1,234,567.89 USD'``, ``9000, 'jpy'`` ->
+    ``'9,000 JPY'``; exact (integer arithmetic), decimals from the currency's exponent.
+    The API's ``*_display`` fields stay ``core.money.format_amount`` (no separators)."""
+    exp = currency_exponent(currency)
+    sign = "-" if amount < 0 else ""
+    whole, frac = divmod(abs(amount), 10**exp)
+    fraction = f".{frac:0{exp}d}" if exp else ""
+    return f"{sign}{whole:,}{fraction} {currency.upper()}"
 
 
 # -- parameters -----------------------------------------------------------------

@@ -1,11 +1,13 @@
-"""Declare our real error responses, and the bodies read by hand, in the OpenAPI document.
+"""The OpenAPI document at ``/schema``: its config (Swagger UI served from the
+``swagger-ui-bundle`` package, no CDN; the bearer scheme, so "Authorize" and "Try it
+out" work), and the amendments Litestar cannot make itself.
 
 Litestar declares only its own 400 (``{status_code, detail, extra}``) for
 validation errors, but every error this API answers is
-``{"error": "<Name>", "detail": "..."}`` with 400/401/403/404/409/413/422/503
-(api/errors.py). Litestar has no app- or router-wide ``responses``, so the
-document is amended once, after Litestar built it, for every ``/v1`` and
-``/auth`` operation: clients and schemathesis then check the real shape.
+``{"error": "<Name>", "detail": "..."}`` (api/errors.py). Litestar has no app- or
+router-wide ``responses``, so the document is amended once, after Litestar built
+it: each operation gets its summary and the errors it can really return
+(api/openapi_routes.py), and the routes that need no bearer token say so.
 
 Handlers that decode their JSON body strictly from the raw request (to name
 the bad field in a 422, or to accept an empty body) give Litestar no body type
@@ -21,9 +23,21 @@ from typing import Any
 import msgspec
 from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
-from litestar.openapi.spec import OpenAPI, OpenAPIResponse, Reference, RequestBody, Schema
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import (
+    Components,
+    OpenAPI,
+    OpenAPIResponse,
+    Reference,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.openapi.spec.media_type import OpenAPIMediaType
+
+from api.openapi_routes import ROUTE_DOCS
 
 ERROR_SCHEMA = "Error"
 ERRORS = {
@@ -34,9 +48,11 @@ ERRORS = {
     "409": "The current state does not allow it",
     "413": "Body larger than the route accepts",
     "422": "Invalid input; detail names the field",
+    "502": "Stripe refused the request; detail gives Stripe's reason",
     "503": "Stripe's answer is unknown (retry later) or the database is down",
 }
-PREFIXES = ("/v1/", "/auth/")
+BEARER = "bearer"
+SWAGGER_ASSETS = "/static/swagger-ui"  # api/routes/pages.py serves the package's files there
 REQUEST_BODY = "request_body"  # handler opt key: the msgspec Struct its body decodes to
 _PATH_PARAM = re.compile(r"\{(\w+):[^}]+\}")
 Bodies = dict[tuple[str, str], type]  # (method, OpenAPI path) -> Struct
@@ -85,22 +101,67 @@ def _declare_bodies(openapi: OpenAPI, bodies: Bodies) -> None:
             )
 
 
+TAGS = (
+    ("/v1/coaches/", "coaches"), ("/v1/admin/", "admin"), ("/v1/sessions", "sessions"),
+    ("/v1/bookings", "bookings"), ("/v1/finance/", "finance"), ("/v1/webhooks/", "stripe"),
+    ("/auth/", "sign-in"), ("/health", "health"),
+)  # fmt: skip
+
+
+def _tag(path: str) -> str:
+    return next((tag for prefix, tag in TAGS if path.startswith(prefix)), "other")
+
+
+def openapi_config() -> OpenAPIConfig:
+    swagger = SwaggerRenderPlugin(
+        js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+        css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
+        standalone_preset_js_url=f"{SWAGGER_ASSETS}/swagger-ui-standalone-preset.js",
+        favicon=f"<link rel='icon' type='image/png' href='{SWAGGER_ASSETS}/favicon-32x32.png'>",
+    )
+    scheme = SecurityScheme(
+        type="http",
+        scheme="bearer",
+        bearer_format="JWT",
+        description="A token from `coachpay token --sub ID --role ROLE` (or `coachpay demo`).",
+    )
+    return OpenAPIConfig(
+        title="coachpay",
+        version="0.1.0",
+        description="Marketplace payout engine on Stripe Connect. Amounts are integers in "
+        "the currency's minor units (cents; yen have none). Errors are "
+        '`{"error": "<Name>", "detail": "..."}`.',
+        path="/schema",
+        render_plugins=[swagger],
+        components=Components(security_schemes={BEARER: scheme}),
+        security=[{BEARER: []}],
+        use_handler_docstrings=False,  # they are written for us, not for API clients
+    )
+
+
 def amend(openapi: OpenAPI, bodies: Bodies | None = None) -> OpenAPI:
     if openapi.components.schemas is None:
         openapi.components.schemas = {}
     openapi.components.schemas[ERROR_SCHEMA] = _error_schema()
     ref = Reference(ref=f"#/components/schemas/{ERROR_SCHEMA}")
     for path, item in (openapi.paths or {}).items():
-        if not path.startswith(PREFIXES):
-            continue
         for method in ("get", "post", "put", "patch", "delete"):
             operation: Any = getattr(item, method, None)
             if operation is None:
                 continue
+            doc = ROUTE_DOCS.get((method.upper(), path))
+            if doc is None:
+                continue  # every served route has one: tests/api/test_openapi.py
+            operation.summary = doc.summary
+            operation.description = doc.description
+            operation.tags = [_tag(path)]
+            if doc.public:
+                operation.security = []  # no bearer token: a signature or a link token
             responses = dict(operation.responses or {})
-            for code, why in ERRORS.items():
+            responses.pop("400", None)  # Litestar's own shape; ours below when real
+            for code in sorted(doc.errors):
                 responses[code] = OpenAPIResponse(
-                    description=why,
+                    description=ERRORS[code],
                     content={"application/json": OpenAPIMediaType(schema=ref)},
                 )
             operation.responses = responses

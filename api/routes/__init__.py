@@ -10,6 +10,7 @@ from litestar import Router
 from api.routes import (
     admin,
     admin_payouts,
+    booking_history,
     bookings,
     coach_money,
     coaches,
@@ -29,6 +30,7 @@ ROUTERS: list[Router] = [
     admin.router,
     sessions.router,
     bookings.router,
+    booking_history.router,
     coach_money.router,
     admin_payouts.router,
     finance.router,

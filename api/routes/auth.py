@@ -14,6 +14,7 @@ from api.auth import SESSION_COOKIE, AuthenticationFailed
 from api.context import AppContext
 from api.deps import AppCtx
 from api.openapi_errors import REQUEST_BODY
+from api.routes.pages import sign_in_failed
 
 MAX_TOKEN_LENGTH = 4096
 
@@ -66,6 +67,7 @@ async def _session_request(request: Request[Any, Any, Any]) -> tuple[SessionRequ
     status_code=200,
     request_max_body_size=16 * 1024,
     opt={REQUEST_BODY: SessionRequest},  # or the same fields as a form
+    exception_handlers={AuthenticationFailed: sign_in_failed},  # a form gets the form back
 )
 async def sign_in(request: Request[Any, Any, Any], ctx: AppCtx) -> Response[Any]:
     """Validate a token (form field or JSON ``{"token"}``) and keep it in an HttpOnly cookie."""

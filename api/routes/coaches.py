@@ -8,8 +8,8 @@ signed ``token`` in the URL we gave Stripe (connect/links.py).
 
 from __future__ import annotations
 
-import html
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import msgspec
 from litestar import MediaType, Request, Response, Router, get, post
@@ -18,9 +18,11 @@ from litestar.response import Redirect
 
 from api.deps import AppCtx, AuthUser, DbSession, require_role
 from api.openapi_errors import REQUEST_BODY
+from api.routes.pages_base import render, viewer_of
+from api.routes.pages_coach import STATUS_TEXT
 from connect import service
 from core.errors import InvalidInput
-from core.users import Role
+from core.users import Role, provision_user
 
 MAX_BODY_BYTES = 4 * 1024
 MAX_TOKEN_LENGTH = 200
@@ -135,46 +137,30 @@ async def refresh_onboarding(db: DbSession, ctx: AppCtx, token: LinkToken = None
     return Redirect(link.url, status_code=303)
 
 
-_STATUS_TEXT = {
-    "active": "Your Stripe account is ready: payouts will reach you.",
-    "pending_verification": "Thanks! Stripe is verifying your details.",
-    "onboarding": "Stripe still needs some details from you.",
-    "restricted": "Stripe needs more information before paying you out.",
-    "disabled": "Stripe has disabled this account. Please contact support.",
-}
-
-
-def _status_page(view: service.AccountView, refresh_href: str) -> str:
-    due = view.requirements_past_due + tuple(
-        r for r in view.requirements_currently_due if r not in view.requirements_past_due
-    )
-    items = "".join(f"<li>{html.escape(r)}</li>" for r in due)
-    more = ""
-    if view.status in ("onboarding", "restricted"):
-        more = f'<p><a href="{html.escape(refresh_href)}">Continue with Stripe</a></p>'
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Stripe account</title></head>"
-        f"<body><h1>Stripe account: {html.escape(view.status)}</h1>"
-        f"<p>{html.escape(_STATUS_TEXT.get(view.status, ''))}</p>"
-        + (f"<p>Stripe still needs:</p><ul>{items}</ul>" if items else "")
-        + more
-        + "</body></html>"
-    )
-
-
 @get("/coaches/me/onboarding/return", status_code=200)
 async def onboarding_return(
     request: Request[Any, Any, Any], db: DbSession, ctx: AppCtx, token: LinkToken = None
 ) -> Response[Any]:
-    """Stripe's ``return_url``: re-read the account and show its status (HTML, or JSON
-    when the client asks for it)."""
+    """Stripe's ``return_url``: re-read the account and show its status (JSON when the
+    client asks for it). A browser signed in as this coach goes on to the coach page;
+    one without the session (another device) gets the status on a page of its own."""
     view = await service.complete_return(
         db, token=token, gateway=ctx.gateway, settings=ctx.settings, now=ctx.clock.now()
     )
     if "application/json" in request.headers.get("accept", ""):
         return Response(account_out(view), media_type=MediaType.JSON)
-    refresh_href = f"{service.REFRESH_PATH}?token={token or ''}"
-    return Response(_status_page(view, refresh_href), media_type=MediaType.HTML)
+    viewer = viewer_of(request, ctx)
+    if viewer is not None and viewer.role == Role.COACH:
+        user = await provision_user(db, sub=viewer.sub, role=viewer.role, now=ctx.clock.now())
+        if user.id == view.coach_id:
+            return Redirect("/coach?onboarding=return", status_code=303)
+    return render(
+        "onboarding_return.html",
+        viewer=viewer,
+        account=view,
+        status_text=STATUS_TEXT.get(view.status, ""),
+        refresh_href=f"{service.REFRESH_PATH}?{urlencode({'token': token or ''})}",
+    )
 
 
 @get("/coaches/me/account", guards=[require_role(Role.COACH)])

@@ -41,8 +41,9 @@ class Rule:
     signed onboarding link in the query, not by the bearer token). ``owner_only``: of
     ``roles``, those allowed only on their own object (scoped to the caller). ``me``: no object
     in the path, the route serves the caller's own data. ``anonymous``: allowed without a token.
-    ``page``: an HTML page (cookie or bearer auth): forbidden is a 403 page, and no token a 303
-    to the sign-in form, instead of the API's JSON 401/403.
+    ``page``: an HTML page (cookie or bearer auth): forbidden is a 403 page (a 404 page for a
+    page of one object), and no token a 303 to the sign-in form, instead of the API's JSON
+    401/403.
     """
 
     roles: frozenset[str]
@@ -77,6 +78,12 @@ TABLE: dict[str, Rule] = {
     "GET /finance": rule(F, A, page=True),
     # A coach sees their own page whatever coach_id says (test_coach_page_is_the_callers_own).
     "GET /coach": rule(C, F, A, page=True),
+    "GET /sessions": rule(M, C, F, A, page=True),  # only a mentee gets "Book" buttons
+    "GET /bookings": rule(M, page=True),
+    # Another mentee's booking, or a coach asking, is a 404 page (ids reveal nothing).
+    "GET /bookings/{booking_id}": rule(
+        M, F, A, obj="booking:paid", owner_only=frozenset({M}), page=True
+    ),
     "POST /auth/session": rule(M, C, F, A, body="sign_in"),  # the token travels in the body
     "POST /auth/logout": rule(M, C, F, A, anonymous=True),
     "POST /v1/coaches/me/onboarding": rule(C, me=True, body="empty"),
@@ -107,6 +114,9 @@ TABLE: dict[str, Rule] = {
     ),
     "POST /v1/bookings/{booking_id}/refund": rule(
         M, C, A, obj="booking:paid", owner_only=frozenset({M, C}), body="refund"
+    ),
+    "GET /v1/bookings/{booking_id}/history": rule(
+        M, F, A, obj="booking:paid", owner_only=frozenset({M})
     ),
     "GET /v1/finance/summary": rule(F, A),
     "GET /v1/finance/transactions": rule(F, A),
@@ -224,7 +234,6 @@ def test_table_is_consistent() -> None:
     for key, r in TABLE.items():
         has_param = "{" in key
         assert has_param == (r.obj not in (None, "link")), key
-        assert not (r.page and r.obj), key
         assert r.owner_only <= r.roles, key
         assert not (r.me and r.obj), key
 
@@ -240,7 +249,8 @@ async def test_cell(world: World, key: str, role: str | None, variant: str, allo
         return
     r = TABLE[key]
     if r.page:
-        wanted = {303} if role is None else {403}
+        # A page of one object answers 404 for one not the viewer's to see.
+        wanted = {303} if role is None else ({404} if r.obj else {403})
     else:
         wanted = {401} if role is None and r.obj != "link" else {403, 404}
     assert status in wanted, f"{key} as {role} ({variant}): {status} {response.text}"
