@@ -10,7 +10,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.charts import bar_chart, hbar_chart
-from tests.api.conftest import Tokens
+from tests.api.conftest import SAME_ORIGIN, Tokens
 from tests.api.test_finance import seeded  # noqa: F401  (fixture)
 
 Client = AsyncTestClient[Litestar]
@@ -50,7 +50,7 @@ async def test_cookie_sign_in_then_dashboard(
     _no_stripe(stripe_mock)
     r = await app_client.post(
         "/auth/session", data={"token": tokens.token("finance"), "next": "/finance"},
-        follow_redirects=False,
+        headers=SAME_ORIGIN, follow_redirects=False,
     )  # fmt: skip
     assert r.status_code == 303
     page = await app_client.get("/finance", params=PERIOD)  # the cookie only
