@@ -24,13 +24,13 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.auth import SESSION_COOKIE
-from api.security import CSRF_HEADER
-from core.settings import DEV_JWT_SECRET
 from core.stripe_webhooks import sign_payload
 from tests.api.conftest import CONNECT_SECRET, PLATFORM_SECRET, SAME_ORIGIN, TEST_JWT_SECRET, Tokens
 from tests.api.perimeter_support import WEBHOOK_PATHS, row_counts, write_routes
 
 Client = AsyncTestClient[Litestar]
+CSRF_HEADER = "X-CSRF-Token"
+DEV_JWT_SECRET = "coachpay-dev-secret-change-me-0123456789"  # shipped in the source
 ROLES = ("mentee", "coach", "finance", "admin")
 PROPERTY = settings(
     max_examples=120,

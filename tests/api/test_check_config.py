@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from api import cli
 from api.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,7 +79,11 @@ def test_product_commands_refuse_development_secrets_in_production(
         monkeypatch.delenv(key)
     for key, value in trigger.items():
         monkeypatch.setenv(key, value)
+    started: list[str] = []
+    for name in cli._COMMANDS:  # a command that got through would only note it
+        monkeypatch.setitem(cli._COMMANDS, name, lambda *_, n=name: started.append(n) or 0)
     # Refused before anything starts (no database, no emulator, no server).
     assert main(argv) == 2
+    assert started == []
     err = capsys.readouterr().err
     assert "COACHPAY_JWT_SECRET" in err and "check-config" in err, err

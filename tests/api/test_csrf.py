@@ -16,19 +16,25 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.auth import SESSION_COOKIE
-from api.security import CSRF_COOKIE, csrf_token
 from core.settings import Settings
 from tests.api.conftest import SAME_ORIGIN, Tokens
 from tests.api.perimeter_support import row_counts
 
 Client = AsyncTestClient[Litestar]
 EVIL = "https://evil.example"
+CSRF_COOKIE = "coachpay_csrf"
 
 
 async def _sign_in(client: Client, token: str) -> str:
     r = await client.post("/auth/session", json={"token": token}, headers=SAME_ORIGIN)
     assert r.status_code == 200, r.text
-    return r.cookies[CSRF_COOKIE]
+    return r.cookies.get(CSRF_COOKIE, "")
+
+
+def csrf_token(settings: Settings, session: str) -> str:
+    from api.security import csrf_token as token_of
+
+    return token_of(settings, session)
 
 
 @pytest.fixture
@@ -56,9 +62,10 @@ async def test_cookie_writes_from_elsewhere_are_refused(
     clean_engine: AsyncEngine,
     api_settings: Settings,
 ) -> None:
+    # The attacker signs in to their own account first (their CSRF token), then the victim.
+    other = await _sign_in(app_client, tokens.token("admin", "admin-attacker"))
+    app_client.cookies.clear()
     csrf = await _sign_in(app_client, tokens.token("admin", "admin-victim"))
-    # What the attacker's own sign-in would have given them.
-    other = csrf_token(api_settings, tokens.token("admin", "admin-attacker"))
     url = f"/v1/admin/coaches/{coach_id}/payouts/pause"
     form = {
         "content": b"reason=gotcha",
