@@ -2,8 +2,9 @@
 
 A token carries ``sub`` (who), ``role`` (mentee, coach, finance, admin) and
 ``exp``. It arrives as ``Authorization: Bearer <jwt>`` (API clients) or in
-the HttpOnly session cookie (the finance and coach pages). Users are
-provisioned on first sight of a ``sub``.
+the HttpOnly session cookie (the finance and coach pages; a write with the
+cookie must also come from our origin with ``X-CSRF-Token``, api/security.py).
+Users are provisioned on first sight of a ``sub``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Litestar declares only its own 400 (``{status_code, detail, extra}``) for
 validation errors, but every error this API answers is
-``{"error": "<Name>", "detail": "..."}`` with 400/401/403/404/409/413/422/503
+``{"error": "<Name>", "detail": "..."}`` with 400/401/403/404/409/413/415/422/503
 (api/errors.py). Litestar has no app- or router-wide ``responses``, so the
 document is amended once, after Litestar built it, for every ``/v1`` and
 ``/auth`` operation: clients and schemathesis then check the real shape.
@@ -29,10 +29,12 @@ ERROR_SCHEMA = "Error"
 ERRORS = {
     "400": "Malformed request or webhook signature (error names the cause)",
     "401": "Missing, malformed, expired or unknown-role bearer token",
-    "403": "Another role's route or another user's data",
+    "403": "Another role's route or another user's data, or a cookie-authenticated write "
+    "from another origin or without X-CSRF-Token",
     "404": "No such object (or not yours to see)",
     "409": "The current state does not allow it",
     "413": "Body larger than the route accepts",
+    "415": "Body not of the route's type (application/json; the sign-in forms also take forms)",
     "422": "Invalid input; detail names the field",
     "503": "Stripe's answer is unknown (retry later) or the database is down",
 }
