@@ -23,8 +23,16 @@ from api.logs import bind_path_ids, configure_logging, log_format, with_request_
 from api.metrics import router as metrics_router
 from api.openapi_errors import declare_error_responses, openapi_config
 from api.routes import ROUTERS
-from api.routes.webhooks import WebhookFastPath
+from api.routes.pages_base import TEMPLATES_ENGINE as page_templates
+from api.routes.webhooks import CONNECT_PATH, PLATFORM_PATH, WebhookFastPath
 from api.runtime import Runtime
+from api.security import (
+    PERIMETER,
+    Perimeter,
+    SecurityHeaders,
+    perimeter_guard,
+    template_nonce,
+)
 from core.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -32,10 +40,12 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 class CoachpayApp(Litestar):
-    """Litestar with the request id wrapped around everything, 404s included, and the
-    Stripe webhook POSTs served by ``WebhookFastPath`` (see api/routes/webhooks.py)."""
+    """Litestar with the request id and the security headers (api/security.py) wrapped
+    around everything, 404s included, and the Stripe webhook POSTs served by
+    ``WebhookFastPath`` (see api/routes/webhooks.py)."""
 
     fast_path: WebhookFastPath | None = None
+    _secured: SecurityHeaders | None = None
 
     async def _litestar(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
@@ -49,8 +59,9 @@ class CoachpayApp(Litestar):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        entry = self.fast_path or self._litestar
-        await with_request_id(entry, scope, receive, send)  # type: ignore[arg-type]
+        if self._secured is None:
+            self._secured = SecurityHeaders(self.fast_path or self._litestar)
+        await with_request_id(self._secured, scope, receive, send)  # type: ignore[arg-type]
 
 
 def create_app(
@@ -64,6 +75,7 @@ def create_app(
     when ``stop_runtime`` (default: only a runtime built here), so tests can share one.
     ``extra_route_handlers``: more routes (test-only routes, plugins)."""
     settings = settings or load_settings()
+    settings.check_production()  # no development secret behind a live key or https
     configure_logging(settings.log_level, log_format(settings))
     owns_runtime = runtime is None if stop_runtime is None else stop_runtime
     rt = runtime or Runtime(settings)
@@ -86,15 +98,17 @@ def create_app(
         route_handlers=[*ROUTERS, metrics_router, *extra_route_handlers],
         dependencies=dependencies(),
         before_request=bind_path_ids,
+        guards=[perimeter_guard],
         exception_handlers=EXCEPTION_HANDLERS,
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         openapi_config=openapi_config(),
         request_max_body_size=MAX_BODY_BYTES,
-        state=State({}),
+        state=State({PERIMETER: Perimeter(settings, frozenset({PLATFORM_PATH, CONNECT_PATH}))}),
         logging_config=None,
         debug=False,
     )
     app.fast_path = WebhookFastPath(app._litestar, rt)
+    page_templates.register_template_callable("csp_nonce", template_nonce)
     declare_error_responses(app)
     return app

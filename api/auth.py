@@ -2,12 +2,14 @@
 
 A token carries ``sub`` (who), ``role`` (mentee, coach, finance, admin) and
 ``exp``. It arrives as ``Authorization: Bearer <jwt>`` (API clients) or in
-the HttpOnly session cookie (the finance and coach pages). Users are
-provisioned on first sight of a ``sub``.
+the HttpOnly session cookie (the finance and coach pages; a write with the
+cookie must also come from our origin with ``X-CSRF-Token``, api/security.py).
+Users are provisioned on first sight of a ``sub``.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,17 +101,32 @@ def _decode(settings: Settings, token: str) -> tuple[Claims, float]:
         raise AuthenticationFailed("token signature invalid") from None
     except jwt.MissingRequiredClaimError as exc:
         raise AuthenticationFailed(f"token lacks the {exc.claim!r} claim") from None
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, ValueError, TypeError):
         raise AuthenticationFailed("token malformed") from None
-    sub, role, email = payload.get("sub"), payload.get("role"), payload.get("email")
+    return _claims(payload)
+
+
+def _claims(payload: dict[str, Any]) -> tuple[Claims, float]:
+    """Every claim we read, type-checked: a signed token is still input (a list as
+    ``role``, an ``exp`` past any float), so each failure is a 401, never a crash."""
+    sub, role, email, exp = (payload.get(k) for k in ("sub", "role", "email", "exp"))
     if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_SUB_LENGTH:
         raise AuthenticationFailed(f"token 'sub' must be a string of 1..{MAX_SUB_LENGTH}")
     if any(ord(c) < 32 or ord(c) == 127 for c in sub):
         raise AuthenticationFailed("token 'sub' contains control characters")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise AuthenticationFailed("token 'role' unknown")
+    # PyJWT accepts anything int() takes ("123", 10**400); we keep a plain number.
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise AuthenticationFailed("token 'exp' must be a number")
+    try:
+        expires = float(exp)
+    except OverflowError:
+        raise AuthenticationFailed("token 'exp' out of range") from None
+    if not math.isfinite(expires):
+        raise AuthenticationFailed("token 'exp' out of range")
     claims = Claims(sub=sub, role=Role(role), email=email if isinstance(email, str) else None)
-    return claims, float(payload["exp"])  # PyJWT has checked it is a number
+    return claims, expires
 
 
 class TokenVerifier:
@@ -150,6 +167,14 @@ class TokenVerifier:
 
     def __len__(self) -> int:
         return len(self._memo)
+
+
+def cookie_authenticated(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """Whether ``token_from`` would take the session cookie: no Authorization header
+    (which no other site can make a browser send) and the cookie present."""
+    return "authorization" not in connection.headers and bool(
+        connection.cookies.get(SESSION_COOKIE)
+    )
 
 
 def token_from(connection: ASGIConnection[Any, Any, Any, Any]) -> str:

@@ -1,4 +1,5 @@
-"""``coachpay``: serve, worker, payouts run, db upgrade/stop, demo, token, stripe-emulator."""
+"""``coachpay``: serve, worker, payouts run, db upgrade/stop, demo, token, stripe-emulator,
+check-config."""
 
 from __future__ import annotations
 
@@ -82,7 +83,13 @@ def _parser() -> argparse.ArgumentParser:
         "stripe-emulator", help="run the Stripe emulator (more options: emulator/README.md)"
     )
     emu.add_argument("--port", type=int, help="port (default: COACHPAY_EMULATOR_PORT)")
+    sub.add_parser("check-config", help="list what keeps this configuration from production")
     return p
+
+
+# Commands that run the product (or mint its tokens): refused in production while
+# a secret is a built-in default, short or missing (Settings.production_problems).
+_GATED = frozenset({"serve", "worker", "payouts", "demo", "token"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,6 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"coachpay: {exc.detail}", file=sys.stderr)
         return 2
+    if args.command == "check-config":
+        return check_config(settings)
+    if args.command in _GATED:
+        try:
+            settings.check_production()
+        except ConfigurationError as exc:
+            print(f"coachpay: {exc.detail}", file=sys.stderr)
+            print("coachpay: `coachpay check-config` lists every problem", file=sys.stderr)
+            return 2
     if args.command == "token":
         return _token(settings, args)
     from api.logs import configure_logging, log_format
@@ -112,6 +128,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def check_config(settings: Settings) -> int:
+    """Every problem a production deployment of these settings has, one a line; 1 if any."""
+    problems = settings.production_problems()
+    for line in problems:
+        print(line)
+    if problems:
+        return 1
+    print("ok")
+    return 0
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:

@@ -204,6 +204,9 @@ async def running_demo(runtime: Runtime, *, port: int | None = None) -> AsyncIte
     port = _free_port(settings.host, settings.port if port is None else port)
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     app_url = f"http://{shown}:{port}"
+    if "public_url" not in settings.model_fields_set:
+        # Pages accept writes from their own origin only: where we really listen.
+        settings = settings.model_copy(update={"public_url": app_url})
     app = create_app(settings, runtime=runtime, stop_runtime=False)
     config = uvicorn.Config(app, host=settings.host, port=port, log_config=None, lifespan="on")
     server = uvicorn.Server(config)

@@ -8,9 +8,11 @@ rollback on error), ``current_user`` (CurrentUser, 401 without a valid token),
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import CurrentUser, claims_of, require_role
 from api.context import AppContext
+from core.errors import InvalidInput
 from core.users import Role, provision_user
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "provide_ctx",
     "provide_current_user",
     "provide_db",
+    "read_json",
     "require_role",
 ]
 
@@ -70,6 +74,32 @@ async def provide_current_user(request: Request[Any, Any, Any], ctx: AppCtx) -> 
             session, sub=claims.sub, role=claims.role, email=claims.email, now=ctx.clock.now()
         )
     return CurrentUser(id=user.id, sub=user.sub, role=claims.role)
+
+
+T = TypeVar("T")
+_FIELD_PATH = re.compile(r"`\$\.([A-Za-z_]+)")
+
+
+async def read_json(request: Request[Any, Any, Any], type_: type[T]) -> T:
+    """The one decoder of JSON request bodies (its content type was checked before
+    anything ran, api/security.py).
+
+    Strict (a ``"100"`` is not a number); an empty body means ``{}``; anything
+    that is not valid JSON in valid UTF-8 is a 422, and a bad field names itself.
+    """
+    body = await request.body()
+    try:
+        return msgspec.json.decode(body if body.strip() else b"{}", type=type_, strict=True)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        found = _FIELD_PATH.search(message)
+        field = found.group(1) if found else None
+        if field is None and "missing required field" in message and "`" in message:
+            field = message.split("`")[1]
+        raise InvalidInput(message, field=field) from None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        # msgspec checks UTF-8 only inside strings, and raises the codec's error.
+        raise InvalidInput("request body is not valid JSON (UTF-8)") from None
 
 
 def dependencies() -> dict[str, Provide]:

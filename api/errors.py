@@ -24,15 +24,25 @@ from psycopg_pool import PoolTimeout
 
 from api.auth import AuthenticationFailed
 from api.logs import current_request_id
+from api.security import UnsupportedMediaType
 from core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
-from core.stripe_errors import StripeOutcomeUnknown, StripeRefused
+from core.stripe_errors import StripeOutcomeUnknown, StripeRefused, public_message
 from core.stripe_webhooks import WebhookPayloadInvalid, WebhookSignatureInvalid
+from ledger.errors import (
+    AccountNotFound,
+    CurrencyMismatch,
+    EmptyTransaction,
+    IdempotencyConflict,
+    LedgerImmutable,
+    UnbalancedTransaction,
+)
 
 log = logging.getLogger("coachpay.api")
 
 # Most specific first; an error takes the status of the first base it has.
 DOMAIN_STATUS: tuple[tuple[type[DomainError], int], ...] = (
     (AuthenticationFailed, 401),
+    (UnsupportedMediaType, 415),
     (WebhookSignatureInvalid, 400),
     (WebhookPayloadInvalid, 400),
     (NotFound, 404),
@@ -75,15 +85,54 @@ def domain_status(exc: DomainError) -> int:
     return 400
 
 
+# The ledger's refusals are our invariants, never the client's input, and their
+# detail names internal idempotency keys: answered with a fixed text, logged whole.
+_LEDGER_INTERNAL = (
+    UnbalancedTransaction, EmptyTransaction, AccountNotFound, CurrencyMismatch,
+    IdempotencyConflict, LedgerImmutable,
+)  # fmt: skip
+LEDGER_REFUSED = "the ledger refused this change; nothing was booked"
+
+
+def _stripe_error(exc: BaseException) -> StripeRefused | StripeOutcomeUnknown | None:
+    """``exc`` itself or the Stripe error it was raised from (``raise X from stripe_exc``)."""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 8:
+        if isinstance(cur, StripeRefused | StripeOutcomeUnknown):
+            return cur
+        cur, seen = cur.__cause__, seen + 1
+    return None
+
+
+def public_detail(exc: DomainError) -> str:
+    """What the client is told: Stripe's text and ledger keys stay in the log."""
+    stripe_exc = _stripe_error(exc)
+    if stripe_exc is exc:
+        return public_message(stripe_exc)
+    if stripe_exc is not None:
+        # A domain error quoting Stripe ("Stripe refused the refund: <message>").
+        public = public_message(stripe_exc)
+        if stripe_exc.message and stripe_exc.message in exc.detail:
+            return exc.detail.replace(stripe_exc.message, public)
+        return public
+    if isinstance(exc, _LEDGER_INTERNAL):
+        return LEDGER_REFUSED
+    detail = exc.detail
+    if isinstance(exc, InvalidInput) and exc.field and exc.field not in detail:
+        detail = f"{exc.field}: {detail}"
+    return detail
+
+
 def _domain(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
     assert isinstance(exc, DomainError)
     status = domain_status(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    detail = exc.detail
-    if isinstance(exc, InvalidInput) and exc.field and exc.field not in detail:
-        detail = f"{exc.field}: {detail}"
-    if status >= 500:
-        log.warning("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, detail)
+    detail = public_detail(exc)
+    if status >= 500 or detail != exc.detail:
+        log.warning(
+            "%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc.detail
+        )
     return error_response(status, type(exc).__name__, detail, headers)
 
 

@@ -24,7 +24,6 @@ import msgspec
 from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
     Components,
     OpenAPI,
@@ -38,15 +37,18 @@ from litestar.openapi.spec.enums import OpenAPIType
 from litestar.openapi.spec.media_type import OpenAPIMediaType
 
 from api.openapi_routes import ROUTE_DOCS
+from api.security import SchemaPage
 
 ERROR_SCHEMA = "Error"
 ERRORS = {
     "400": "Malformed request or webhook signature (error names the cause)",
     "401": "Missing, malformed, expired or unknown-role bearer token",
-    "403": "Another role's route or another user's data",
+    "403": "Another role's route or another user's data, or a cookie-authenticated write "
+    "from another origin or without X-CSRF-Token",
     "404": "No such object (or not yours to see)",
     "409": "The current state does not allow it",
     "413": "Body larger than the route accepts",
+    "415": "Body not of the route's type (application/json; the sign-in forms also take forms)",
     "422": "Invalid input; detail names the field",
     "502": "Stripe refused the request; detail gives Stripe's reason",
     "503": "Stripe's answer is unknown (retry later) or the database is down",
@@ -113,7 +115,7 @@ def _tag(path: str) -> str:
 
 
 def openapi_config() -> OpenAPIConfig:
-    swagger = SwaggerRenderPlugin(
+    swagger = SchemaPage(
         js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
         css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
         standalone_preset_js_url=f"{SWAGGER_ASSETS}/swagger-ui-standalone-preset.js",

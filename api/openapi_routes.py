@@ -38,6 +38,13 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         public=True,
         description="200 while the database answers (Stripe may be unreachable); 503 without it.",
     ),
+    ("GET", "/health/ready"): _doc(
+        "Readiness: migrations at head and the demo seed done",
+        "503",
+        public=True,
+        description="200 once the schema is at the latest migration and a demo's seed is done; "
+        "503 with what is still awaited otherwise.",
+    ),
     ("POST", "/auth/session"): _doc(
         "Sign in: keep a token in the session cookie",
         "401",

@@ -27,12 +27,40 @@ CURRENCIES: dict[str, int] = {
 
 MAX_AMOUNT = 10**15
 
+# Stripe's minimum charge per currency, in minor units: a Checkout Session for
+# less is refused (amount_too_small). The documented table
+# (https://docs.stripe.com/currencies#minimum-and-maximum-charge-amounts):
+_STRIPE_DOCUMENTED_MINIMUM = {
+    "usd": 50, "aed": 200, "aud": 50, "brl": 50, "cad": 50, "chf": 50, "czk": 1500,
+    "dkk": 250, "eur": 50, "gbp": 30, "hkd": 400, "huf": 17500, "inr": 50, "jpy": 50,
+    "mxn": 1000, "myr": 200, "nok": 300, "nzd": 50, "pln": 200, "ron": 200, "sek": 300,
+    "sgd": 50, "thb": 1000,
+}  # fmt: skip
+# The other currencies Stripe charges in have no published figure: the charge must
+# be worth US$0.50 at the day's rate. These are about US$1 (twice that, for rate
+# moves), three-decimal ones a multiple of 10 as Stripe requires.
+_ABOUT_ONE_DOLLAR = {
+    "bif": 3000, "clp": 1000, "djf": 200, "gnf": 10000, "kmf": 500, "krw": 1500,
+    "mga": 5000, "pyg": 8000, "rwf": 1500, "ugx": 4000, "vnd": 25000, "vuv": 150,
+    "xaf": 700, "xof": 700, "xpf": 150,
+    "bhd": 400, "jod": 710, "kwd": 310, "omr": 390, "tnd": 3100,
+    "cny": 700, "idr": 1600000, "ils": 400, "php": 6000, "try": 4000, "twd": 3200,
+    "zar": 2000,
+}  # fmt: skip
+MINIMUM_CHARGE: dict[str, int] = {**_ABOUT_ONE_DOLLAR, **_STRIPE_DOCUMENTED_MINIMUM}
+
 
 def currency_exponent(currency: str) -> int:
     try:
         return CURRENCIES[currency]
     except (KeyError, TypeError):
         raise UnknownCurrency(f"unknown currency {currency!r}") from None
+
+
+def minimum_charge(currency: str) -> int:
+    """The smallest amount Stripe charges in ``currency`` (minor units)."""
+    currency_exponent(currency)
+    return MINIMUM_CHARGE[currency]
 
 
 def check_currency(currency: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -11,6 +12,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from core.errors import ConfigurationError
 
 PayoutSchedule = Literal["instant", "daily", "weekly", "monthly"]
+
+# Built-in development secrets: anyone who reads the source knows them, so a
+# production deployment refuses to start while one is in use.
+DEV_JWT_SECRET = "coachpay-dev-secret-change-me-0123456789"
+DEV_PLATFORM_WEBHOOK_SECRET = "whsec_coachpay_platform_dev"
+DEV_CONNECT_WEBHOOK_SECRET = "whsec_coachpay_connect_dev"
+MIN_JWT_SECRET_BYTES = 32  # HS256: a key shorter than the hash is guessable offline
+LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
 
 
 class Settings(BaseSettings):
@@ -26,14 +35,17 @@ class Settings(BaseSettings):
     # No secret key: the built-in Stripe emulator is started and used.
     stripe_secret_key: SecretStr | None = None
     stripe_api_base: str | None = None
-    stripe_webhook_secret: SecretStr = SecretStr("whsec_coachpay_platform_dev")
-    stripe_connect_webhook_secret: SecretStr = SecretStr("whsec_coachpay_connect_dev")
+    stripe_webhook_secret: SecretStr = SecretStr(DEV_PLATFORM_WEBHOOK_SECRET)
+    stripe_connect_webhook_secret: SecretStr = SecretStr(DEV_CONNECT_WEBHOOK_SECRET)
     stripe_max_retries: int = Field(default=3, ge=0, le=10)
     stripe_timeout_seconds: float = Field(default=20.0, gt=0, le=120)
     emulator_port: int = Field(default=12111, ge=1, le=65535)
 
-    jwt_secret: SecretStr = SecretStr("coachpay-dev-secret-change-me-0123456789")
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwt_ttl_minutes: int = Field(default=60 * 12, ge=1)
+    # Production is declared (COACHPAY_ENV) or implied by a live Stripe key or an
+    # https public URL; then production_problems() must be empty to start.
+    env: Literal["development", "production"] = "development"
 
     public_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
@@ -73,14 +85,69 @@ class Settings(BaseSettings):
         return self.stripe_secret_key is None
 
     # Observability and deployment.
-    # production: JSON logs by default, /metrics never open without a credential.
-    env: Literal["development", "production"] = "development"
+    # (COACHPAY_ENV above) production: JSON logs by default, /metrics never open
+    # without a credential.
     # json or console; unset: json in production, console otherwise.
     log_format: Literal["json", "console"] | None = None
     # A bearer token for GET /metrics (the admin role works too).
     metrics_token: SecretStr | None = None
     # Also serve /metrics, with no credential, on this port of COACHPAY_HOST.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
+    @property
+    def is_production(self) -> bool:
+        key = self.stripe_secret_key.get_secret_value() if self.stripe_secret_key else ""
+        return (
+            self.env == "production"
+            or key.startswith(LIVE_KEY_PREFIXES)
+            or self.public_url.lower().startswith("https://")
+        )
+
+    def production_problems(self) -> list[str]:
+        """What keeps this configuration from running in production, one line each,
+        naming the variable: built-in, short or missing secrets, and the development
+        stand-ins (emulator, embedded database, plain http)."""
+        problems = []
+        jwt_secret = self.jwt_secret.get_secret_value()
+        if jwt_secret == DEV_JWT_SECRET:
+            problems.append("COACHPAY_JWT_SECRET: the built-in development secret is in use")
+        elif len(jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
+            problems.append(
+                f"COACHPAY_JWT_SECRET: shorter than {MIN_JWT_SECRET_BYTES} bytes"
+                " (use e.g. `openssl rand -hex 32`)"
+            )
+        for name, value, dev in (
+            ("STRIPE_WEBHOOK_SECRET", self.stripe_webhook_secret, DEV_PLATFORM_WEBHOOK_SECRET),
+            (
+                "STRIPE_CONNECT_WEBHOOK_SECRET",
+                self.stripe_connect_webhook_secret,
+                DEV_CONNECT_WEBHOOK_SECRET,
+            ),
+        ):
+            secret = value.get_secret_value().strip()
+            if not secret:
+                problems.append(f"COACHPAY_{name}: not set (the endpoint's signing secret)")
+            elif secret == dev:
+                problems.append(
+                    f"COACHPAY_{name}: the built-in development secret is in use"
+                    " (set the endpoint's signing secret from the Stripe dashboard)"
+                )
+        if self.stripe_secret_key is None or not self.stripe_secret_key.get_secret_value():
+            problems.append("COACHPAY_STRIPE_SECRET_KEY: not set (the Stripe emulator would run)")
+        if not self.database_url:
+            problems.append("COACHPAY_DATABASE_URL: not set (the embedded database would run)")
+        if urlsplit(self.public_url).scheme.lower() != "https":
+            problems.append(
+                "COACHPAY_PUBLIC_URL: must be https (the session cookie is sent over it)"
+            )
+        return problems
+
+    def check_production(self) -> None:
+        """ConfigurationError naming every problem, when this is a production setup."""
+        if self.is_production:
+            problems = self.production_problems()
+            if problems:
+                raise ConfigurationError("refusing to run in production: " + "; ".join(problems))
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -68,6 +68,44 @@ class StripeOutcomeUnknown(DomainError):
 
 StripeError = StripeRefused | StripeOutcomeUnknown
 
+# What a client may be told. Stripe's own message is for our logs: it can carry
+# our idempotency keys ("Try using a key other than 'refund:12:0:500:0'"), object
+# ids and the SDK's advice ("let us know at support@stripe.com"); its error
+# code is stable and documented, so the answer names the code instead.
+_PUBLIC_BY_CODE = {
+    "card_declined": "the card was declined",
+    "expired_card": "the card has expired",
+    "incorrect_cvc": "the card's security code is incorrect",
+    "processing_error": "the card could not be processed",
+    "insufficient_funds": "the card has insufficient funds",
+    "amount_too_small": "the amount is below Stripe's minimum charge",
+    "amount_too_large": "the amount is above Stripe's maximum charge",
+    "charge_already_refunded": "the charge has already been refunded",
+    "charge_disputed": "the charge is disputed",
+    "account_invalid": "the connected Stripe account cannot take this request",
+}
+_PUBLIC_BY_CLASS: tuple[tuple[type[DomainError], str], ...] = (
+    (StripeOutcomeUnknown, "Stripe's answer is unknown; retry later"),
+    (StripeIdempotencyError, "Stripe refused a repeated request that differs from the first"),
+    (StripeAuthenticationError, "Stripe refused the platform's credentials"),
+    (StripeBalanceInsufficient, "the platform's Stripe balance is too low for this now"),
+    (StripeNotFound, "Stripe has no such object"),
+)
+
+
+def public_message(exc: StripeError) -> str:
+    """A stable message for ``exc`` that reveals nothing internal (see above)."""
+    for cls, text in _PUBLIC_BY_CLASS:
+        if isinstance(exc, cls):
+            return text
+    assert isinstance(exc, StripeRefused)
+    code = exc.code or ""
+    if code in _PUBLIC_BY_CODE:
+        return _PUBLIC_BY_CODE[code]
+    if code.isidentifier():
+        return f"Stripe refused the request ({code})"
+    return "Stripe refused the request"
+
 
 def is_retryable(exc: BaseException) -> bool:
     """Transient failures worth an immediate retry: connection errors (timeouts

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from connect.models import ConnectAccount
 from core.clock import Clock
-from core.money import CURRENCIES
+from core.money import CURRENCIES, format_amount, minimum_charge
 from sessions.errors import CoachCannotTakeCharges, InvalidSessionInput, SessionNotFound
 from sessions.models import (
     SEATED_STATUSES,
@@ -65,6 +65,16 @@ def validate_currency(value: object) -> str:
     return value.lower()
 
 
+def check_chargeable(price: int, currency: str) -> None:
+    """Refuse a price Stripe will not charge: every booking of it would fail (502)."""
+    minimum = minimum_charge(currency)
+    if price < minimum:
+        raise _bad(
+            "price",
+            f"must be at least {format_amount(minimum, currency)} (Stripe's minimum charge)",
+        )
+
+
 async def coach_can_take_charges(db: AsyncSession, coach_id: int) -> bool:
     found = await db.execute(
         select(ConnectAccount.charges_enabled).where(ConnectAccount.coach_id == coach_id)
@@ -102,6 +112,7 @@ async def create_session(
         raise _bad("ends_at", "a session lasts at most 7 days")
     clean_price = _int("price", price, lo=1, hi=MAX_PRICE)
     clean_currency = validate_currency(currency)
+    check_chargeable(clean_price, clean_currency)
     clean_capacity = None if capacity is None else _int("capacity", capacity, lo=1, hi=MAX_CAPACITY)
     window = _int("refund_window_hours", refund_window_hours, lo=0, hi=MAX_REFUND_WINDOW_HOURS)
     if not await coach_can_take_charges(db, coach_id):

@@ -9,7 +9,6 @@ Validation happens in connect.profile, all or nothing; every change is audited.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -18,7 +17,7 @@ from litestar import Request, Router, get, patch
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import AppCtx, AuthUser, DbSession, require_role
+from api.deps import AppCtx, AuthUser, DbSession, read_json, require_role
 from api.logs import current_request_id
 from api.openapi_errors import REQUEST_BODY
 from api.routes.coaches import AccountOut, account_out
@@ -119,10 +118,7 @@ class ProfileChanges(msgspec.Struct, forbid_unknown_fields=True):
 
 
 async def _changes(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("request body is not valid JSON") from None
+    body: Any = await read_json(request, dict[str, Any])
     if not isinstance(body, dict):
         raise InvalidInput("request body must be a JSON object")
     return body

@@ -8,14 +8,13 @@ payout (sent by the next payout run). Each is audited with the admin's id.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Router, post
 from litestar.params import Parameter
 
-from api.deps import AppCtx, AuthUser, DbSession, require_role
+from api.deps import AppCtx, AuthUser, DbSession, read_json, require_role
 from api.openapi_errors import REQUEST_BODY
 from core.errors import InvalidInput
 from core.users import Role
@@ -47,14 +46,8 @@ class RetryOut(msgspec.Struct):
     status: str
 
 
-async def _body(request: Request[Any, Any, Any], *, required: bool) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip() and not required:
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("request body is not valid JSON") from None
+async def _body(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    body: Any = await read_json(request, dict[str, Any])
     if not isinstance(body, dict):
         raise InvalidInput("request body must be a JSON object")
     unknown = set(body) - {"reason"}
@@ -72,7 +65,7 @@ def _coach(coach_id: int) -> int:
 async def _set(
     request: Request[Any, Any, Any], db: Any, user: Any, ctx: Any, coach_id: int, paused: bool
 ) -> PauseOut:
-    body = await _body(request, required=paused)
+    body = await _body(request)
     profile = await admin.set_paused(
         db,
         coach_id=_coach(coach_id),

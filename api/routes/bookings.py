@@ -9,9 +9,9 @@ import msgspec
 from litestar import Request, Router, get, post
 from litestar.params import Parameter
 
-from api.deps import AppCtx, AuthUser, DbSession, require_role
+from api.deps import AppCtx, AuthUser, DbSession, read_json, require_role
 from api.openapi_errors import REQUEST_BODY
-from api.routes.sessions import BookingCreated, booking_created, decode_strict
+from api.routes.sessions import BookingCreated, booking_created
 from core.money import MAX_AMOUNT
 from core.users import Role
 from sessions import booking as svc
@@ -124,7 +124,7 @@ async def retry_booking(
 
 
 async def _refund_request(request: Request[Any, Any, Any]) -> RefundRequest:
-    return await decode_strict(request, RefundRequest)
+    return await read_json(request, RefundRequest)
 
 
 @post(

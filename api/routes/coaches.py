@@ -16,12 +16,11 @@ from litestar import MediaType, Request, Response, Router, get, post
 from litestar.params import QueryParameter
 from litestar.response import Redirect
 
-from api.deps import AppCtx, AuthUser, DbSession, require_role
+from api.deps import AppCtx, AuthUser, DbSession, read_json, require_role
 from api.openapi_errors import REQUEST_BODY
 from api.routes.pages_base import render, viewer_of
 from api.routes.pages_coach import STATUS_TEXT
 from connect import service
-from core.errors import InvalidInput
 from core.users import Role, provision_user
 
 MAX_BODY_BYTES = 4 * 1024
@@ -90,15 +89,7 @@ def _onboarding_out(link: service.OnboardingLink) -> OnboardingOut:
 
 async def _onboarding_request(request: Request[Any, Any, Any]) -> OnboardingRequest:
     """The body is optional (``{}`` or nothing means the default country)."""
-    body = await request.body()
-    if not body.strip():
-        return OnboardingRequest()
-    try:
-        return msgspec.json.decode(body, type=OnboardingRequest)
-    except msgspec.ValidationError as exc:
-        raise InvalidInput(f"invalid onboarding request: {exc}") from None
-    except msgspec.DecodeError:
-        raise InvalidInput("request body is not valid JSON") from None
+    return await read_json(request, OnboardingRequest)
 
 
 @post(

@@ -24,6 +24,7 @@ from api.finance_views import display_amount
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 STATIC = Path(__file__).resolve().parent.parent / "static"
 _engine = JinjaTemplateEngine(directory=TEMPLATES)
+TEMPLATES_ENGINE = _engine  # the app registers the CSP nonce callable on it
 PageResponse = Response[Any]
 
 

@@ -2,42 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Router, get, post
 from litestar.params import Parameter, QueryParameter
 
-from api.deps import AppCtx, AuthUser, DbSession, require_role
+from api.deps import AppCtx, AuthUser, DbSession, read_json, require_role
 from api.openapi_errors import REQUEST_BODY
-from core.errors import InvalidInput
 from core.users import Role
 from sessions import booking as booking_svc
 from sessions import cancellation, catalog
 from sessions.audit import Actor
 from sessions.models import Booking
 
-T = TypeVar("T")
 MAX_ID = 2**63 - 1
 MAX_BODY = 16 * 1024
-_PATH = re.compile(r"`\$\.([A-Za-z_]+)")
-
-
-async def decode_strict(request: Request[Any, Any, Any], type_: type[T]) -> T:
-    """Decode JSON strictly (a "100" is not a number), naming the bad field in the error."""
-    body = await request.body()
-    try:
-        return msgspec.json.decode(body or b"{}", type=type_, strict=True)
-    except msgspec.ValidationError as exc:
-        found = _PATH.search(str(exc))
-        field = found.group(1) if found else None
-        if field is None and "missing required field" in str(exc):
-            field = str(exc).split("`")[1] if "`" in str(exc) else None
-        raise InvalidInput(str(exc), field=field) from None
-    except msgspec.DecodeError:
-        raise InvalidInput("request body is not valid JSON") from None
 
 
 Id = Annotated[int, Parameter(gt=0, le=MAX_ID)]
@@ -143,7 +124,7 @@ def booking_created(b: Booking) -> BookingCreated:
 async def create_session(
     request: Request[Any, Any, Any], db: DbSession, current_user: AuthUser, ctx: AppCtx
 ) -> SessionOut:
-    data = await decode_strict(request, CreateSession)
+    data = await read_json(request, CreateSession)
     row = await catalog.create_session(
         db,
         coach_id=current_user.id,
@@ -209,7 +190,7 @@ async def create_booking(
     """Hold a seat and answer the Stripe Checkout URL to pay it (no body, or ``{}``)."""
     # The price is the session's: a field sent here (an amount, a seat count)
     # is refused rather than silently dropped.
-    await decode_strict(request, NoFields)
+    await read_json(request, NoFields)
     b = await booking_svc.book(
         db,
         session_id=session_id,
@@ -237,7 +218,7 @@ async def cancel_session(
 ) -> SessionCancelled:
     """Cancel a session (its coach before it starts, an admin any time) and refund its
     paid bookings in full; repeating it settles whatever is still owed (no body, or ``{}``)."""
-    await decode_strict(request, NoFields)
+    await read_json(request, NoFields)
     actor = Actor.user(current_user.id, current_user.role)
     await cancellation.cancel_session(db, session_id=session_id, actor=actor, clock=ctx.clock)
     # Committed before any refund: each booking is then settled in a

@@ -33,6 +33,8 @@ from core.users import Role
 STRIPE_TEST_BASE = "https://stripe.test"
 TEST_JWT_SECRET = "test-jwt-secret-0123456789-abcdefghijklmnop"
 PLATFORM_SECRET = "whsec_test_platform"
+# What a browser on our own pages sends (api_settings.public_url's origin).
+SAME_ORIGIN = {"Origin": "http://testserver.local"}
 CONNECT_SECRET = "whsec_test_connect"
 
 

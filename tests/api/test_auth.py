@@ -18,7 +18,7 @@ from api.auth import SESSION_COOKIE
 from api.deps import AuthUser, require_role
 from core.db import session_factory
 from core.users import Role, User
-from tests.api.conftest import TEST_JWT_SECRET, Tokens
+from tests.api.conftest import SAME_ORIGIN, TEST_JWT_SECRET, Tokens
 
 
 @get("/whoami")
@@ -154,7 +154,7 @@ async def test_session_cookie_sign_in_and_out(
     app_client: AsyncTestClient[Litestar], tokens: Tokens
 ) -> None:
     token = tokens.token(Role.FINANCE, "fin-1")
-    resp = await app_client.post("/auth/session", json={"token": token})
+    resp = await app_client.post("/auth/session", json={"token": token}, headers=SAME_ORIGIN)
     assert resp.status_code == 200
     assert resp.json() == {"sub": "fin-1", "role": "finance"}
     set_cookie = resp.headers["set-cookie"]
@@ -162,7 +162,7 @@ async def test_session_cookie_sign_in_and_out(
     assert "SameSite=lax" in set_cookie or "SameSite=Lax" in set_cookie
     me = await app_client.get("/test/whoami")  # the client keeps the cookie
     assert me.status_code == 200 and me.json()["sub"] == "fin-1"
-    out = await app_client.post("/auth/logout")
+    out = await app_client.post("/auth/logout", headers=SAME_ORIGIN)
     assert out.status_code == 200
     app_client.cookies.clear()
     assert (await app_client.get("/test/whoami")).status_code == 401
@@ -173,11 +173,17 @@ async def test_session_form_sign_in_redirects_safely(
 ) -> None:
     token = tokens.token(Role.FINANCE)
     ok = await app_client.post(
-        "/auth/session", data={"token": token, "next": "/finance"}, follow_redirects=False
+        "/auth/session",
+        data={"token": token, "next": "/finance"},
+        headers=SAME_ORIGIN,
+        follow_redirects=False,
     )
     assert ok.status_code == 303 and ok.headers["location"] == "/finance"
     evil = await app_client.post(
-        "/auth/session", data={"token": token, "next": "//evil.example"}, follow_redirects=False
+        "/auth/session",
+        data={"token": token, "next": "//evil.example"},
+        headers=SAME_ORIGIN,
+        follow_redirects=False,
     )
     assert evil.status_code == 303 and evil.headers["location"] == "/"
 
@@ -186,7 +192,7 @@ async def test_session_sign_in_rejects_bad_token(
     app_client: AsyncTestClient[Litestar], tokens: Tokens
 ) -> None:
     for body in ({"token": "garbage"}, {"token": tokens.expired(Role.ADMIN)}, {}, {"token": 5}):
-        resp = await app_client.post("/auth/session", json=body)
+        resp = await app_client.post("/auth/session", json=body, headers=SAME_ORIGIN)
         assert resp.status_code == 401, body
         assert "set-cookie" not in resp.headers
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.charts import bar_chart, hbar_chart
 from api.routes import pages_finance
-from tests.api.conftest import Tokens
+from tests.api.conftest import SAME_ORIGIN, Tokens
 from tests.api.test_finance import seeded  # noqa: F401  (fixture)
 
 Client = AsyncTestClient[Litestar]
@@ -53,7 +53,7 @@ async def test_cookie_sign_in_then_dashboard(
     _no_stripe(stripe_mock)
     r = await app_client.post(
         "/auth/session", data={"token": tokens.token("finance"), "next": "/finance"},
-        follow_redirects=False,
+        headers=SAME_ORIGIN, follow_redirects=False,
     )  # fmt: skip
     assert r.status_code == 303
     page = await app_client.get("/finance", params=PERIOD)  # the cookie only
@@ -178,15 +178,22 @@ async def test_transactions_newest_first_in_pages(
 
 async def test_a_refused_token_gets_the_form_again(app_client: Client, tokens: Tokens) -> None:
     r = await app_client.post(
-        "/auth/session", data={"token": "not-a-token", "next": "/finance"}, follow_redirects=False
+        "/auth/session",
+        data={"token": "not-a-token", "next": "/finance"},
+        headers=SAME_ORIGIN,
+        follow_redirects=False,
     )
     assert r.status_code == 401
     assert r.headers["content-type"].startswith("text/html")
     assert 'id="signin-error">Sign-in failed: token malformed' in r.text
     assert 'name="next" value="/finance"' in r.text  # still going where they were going
-    expired = await app_client.post("/auth/session", data={"token": tokens.expired("finance")})
+    expired = await app_client.post(
+        "/auth/session", data={"token": tokens.expired("finance")}, headers=SAME_ORIGIN
+    )
     assert expired.status_code == 401 and "token expired" in expired.text
-    as_json = await app_client.post("/auth/session", json={"token": "not-a-token"})
+    as_json = await app_client.post(
+        "/auth/session", json={"token": "not-a-token"}, headers=SAME_ORIGIN
+    )
     assert as_json.status_code == 401
     assert as_json.json()["error"] == "AuthenticationFailed"  # an API client keeps its JSON
     assert "coachpay_session" not in r.headers.get("set-cookie", "")

@@ -32,6 +32,9 @@ CASES = [
     ("title", {"title": 42}, None),
     ("price", {"price": -1}, None),
     ("price", {"price": 0}, None),
+    ("price", {"price": 49}, None),  # below Stripe's minimum charge (USD 0.50)
+    ("price", {"price": 29, "currency": "gbp"}, None),
+    ("price", {"price": 49, "currency": "jpy"}, None),
     ("price", {"price": "100"}, None),
     ("price", {"price": 10**12}, None),
     ("price", {"price": 1.5}, None),

@@ -24,7 +24,7 @@ from litestar.routes import HTTPRoute
 
 from core.stripe_webhooks import sign_payload
 from tests.api.conftest import TEST_JWT_SECRET
-from tests.system.conftest import Party, World, snapshot
+from tests.system.conftest import BASE_URL, Party, World, snapshot
 
 M, C, F, A = "mentee", "coach", "finance", "admin"
 EVERYONE = frozenset({M, C, F, A})
@@ -211,6 +211,8 @@ async def _call(world: World, key: str, role: str | None, variant: str) -> Any:
     headers = world.headers(role)
     if method == "GET" and not r.page:
         headers["Accept"] = "application/json"
+    if key.startswith("POST /auth/"):
+        headers["Origin"] = BASE_URL  # the sign-in forms take same-origin posts only
     body = _body(world, r.body, role)
     return await world.client.request(
         method,
