@@ -10,6 +10,7 @@ from litestar import Router
 from api.routes import (
     admin,
     admin_payouts,
+    admin_webhooks,
     bookings,
     coach_money,
     coaches,
@@ -31,6 +32,7 @@ ROUTERS: list[Router] = [
     bookings.router,
     coach_money.router,
     admin_payouts.router,
+    admin_webhooks.router,
     finance.router,
     pages.router,
 ]
