@@ -97,12 +97,13 @@ def _cursor(raw: str | None) -> tuple[datetime, int] | None:
 @get("/admin/webhooks/failed", guards=[require_role(Role.ADMIN)])
 async def list_failed(
     db: DbSession,
-    state: Annotated[str | None, QueryParameter(max_length=20)] = None,
+    # "state" is a name Litestar keeps for itself: taken from the query by alias.
+    kind: Annotated[str | None, QueryParameter(name="state", max_length=20)] = None,
     limit: Annotated[str | None, QueryParameter(max_length=20)] = None,
     cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
 ) -> FailedWebhooksPage:
     """Events parked after failing (``state=retrying``: failing, still retried)."""
-    size, which, before = _limit(limit), _state(state), _cursor(cursor)
+    size, which, before = _limit(limit), _state(kind), _cursor(cursor)
     items = await failed_events(db, state=which, limit=size + 1, before=before)
     page = items[:size]
     more = len(items) > size and bool(page)
