@@ -6,7 +6,9 @@ Stripe at once; processing claims the row (FOR UPDATE SKIP LOCKED) and runs
 the handlers in the SAME transaction that marks the row processed, so an
 effect and its mark commit together or not at all. A failure rolls the
 effect back and schedules a retry with backoff; ``process_due`` (a job) picks
-up what is owed, so a crash between receive and process loses nothing.
+up what is owed, so a crash between receive and process loses nothing. An
+event that keeps failing is parked (core.inbox_failures has the rule) until
+an admin replays it (core.inbox_admin).
 """
 
 from __future__ import annotations

@@ -128,12 +128,15 @@ async def replay(
     """Put a parked event back to be processed (due now); a failed one still being
     retried is made due now. One that is pending already is left as it is (a second
     replay changes nothing); a processed or ignored one is refused. Audited."""
+    by_id = WebhookEvent.stripe_event_id == event_id
+    # SKIP LOCKED: a worker processing the event holds its row for as long as the
+    # handler runs; the admin is told so at once rather than kept waiting.
     row = (
-        await db.execute(
-            select(WebhookEvent).where(WebhookEvent.stripe_event_id == event_id).with_for_update()
-        )
+        await db.execute(select(WebhookEvent).where(by_id).with_for_update(skip_locked=True))
     ).scalar_one_or_none()
     if row is None:
+        if (await db.execute(select(WebhookEvent.id).where(by_id))).first() is not None:
+            raise WebhookEventNotReplayable(f"webhook event {event_id} is being processed now")
         raise WebhookEventNotFound(f"no webhook event {event_id}")
     if row.status == PENDING:
         return Replay(_view(row), replayed=False)

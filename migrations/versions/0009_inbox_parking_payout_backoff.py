@@ -42,6 +42,13 @@ UPDATE webhook_events
        first_attempt_at = received_at, last_attempt_at = received_at,
        failing_since = received_at, parked_at = received_at
  WHERE status = 'failed' AND next_attempt_at IS NULL;
+-- Events still being retried: their old attempts count as handler failures, but
+-- each keeps at least one more try (8 is core.inbox_failures.MAX_HANDLER_FAILURES).
+UPDATE webhook_events
+   SET handler_failures = LEAST(attempts, 7),
+       first_attempt_at = received_at, last_attempt_at = received_at,
+       failing_since = received_at
+ WHERE status = 'failed';
 
 -- Parked means parked: nothing schedules it, and it says since when.
 ALTER TABLE webhook_events

@@ -305,7 +305,5 @@ async def test_a_replayed_event_is_processed_once_more_and_a_relapse_parks_at_on
         with pytest.raises(WebhookEventNotReplayable):
             await replay(db, event_id="evt_replay_0", now=clock.now(), actor_user_id=None)
     async with factory() as db:
-        audited = await db.scalar(
-            select(func.count()).where(AuditEntry.action == "webhook.replay")
-        )
+        audited = await db.scalar(select(func.count()).where(AuditEntry.action == "webhook.replay"))
         assert audited == 2 and await parked_count(db) == 1
