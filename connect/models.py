@@ -10,13 +10,12 @@ from sqlalchemy import Boolean, ForeignKey, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+import core.users  # noqa: F401  (see below)
 from core.db import Base
-from core.users import User
 
-# The profile's foreign key names users.id: the table must be in the metadata
-# for any flush of a profile, whichever package loaded this module (the payout
-# job pauses coaches without having imported core.users otherwise).
-__all__ = ["CoachProfile", "ConnectAccount", "PauseSource", "User"]
+# ``core.users`` above: the profile's foreign key names users.id, so that table
+# must be in the metadata for any flush of a profile, whichever package loaded
+# this module (the payout job pauses coaches without importing it otherwise).
 
 
 class PauseSource(StrEnum):

@@ -49,6 +49,11 @@ def backoff_over(retry_at: datetime | None, now: datetime) -> bool:
     return retry_at is None or retry_at <= now
 
 
+def backoff_reason(refusals: int, retry_at: datetime | None) -> str:
+    when = retry_at.isoformat() if retry_at is not None else "-"
+    return f"backing off after {refusals} refused transfer(s) until {when}"
+
+
 def clear_refusal_backoff(profile: CoachProfile) -> None:
     """Resuming payouts starts afresh: the refusals before the pause no longer count."""
     profile.payout_refusals = 0
@@ -251,11 +256,7 @@ async def payout_eligibility(
     elif acct.status == "disabled":
         reason = "account disabled"
     elif now is not None and not backoff_over(profile.payout_retry_at, now):
-        assert profile.payout_retry_at is not None
-        reason = (
-            f"backing off after {profile.payout_refusals} refused transfer(s) until "
-            f"{profile.payout_retry_at.isoformat()}"
-        )
+        reason = backoff_reason(profile.payout_refusals, profile.payout_retry_at)
     return PayoutEligibility(
         coach_id=coach_id,
         eligible=reason is None,

@@ -34,6 +34,7 @@ from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from connect.profile import backoff_reason
 from core.stripe_types import Transfer
 from ledger.accounts import AccountRef, Kind, get_account_id
 from ledger.models import Earning
@@ -121,10 +122,7 @@ async def reserve(
     if coach.has_open:
         return Refusal("a payout is already open")
     if not force and not coach.backoff_over:
-        return Refusal(
-            f"backing off after {coach.payout_refusals} refused transfer(s) until "
-            f"{coach.payout_retry_at.isoformat()}"
-        )
+        return Refusal(backoff_reason(coach.payout_refusals, coach.payout_retry_at))
     if not force:
         last = coach.last_payout_at
         if not is_due(coach.payout_schedule, last_payout_at=last, now=now):
