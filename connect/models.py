@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Boolean, ForeignKey, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+import core.users  # noqa: F401  (see below)
 from core.db import Base
+
+# ``core.users`` above: the profile's foreign key names users.id, so that table
+# must be in the metadata for any flush of a profile, whichever package loaded
+# this module (the payout job pauses coaches without importing it otherwise).
+
+
+class PauseSource(StrEnum):
+    """Who paused a coach's payouts (``coach_profiles.payouts_paused_by``)."""
+
+    ADMIN = "admin"  # a person (the audit log names them)
+    SYSTEM = "system"  # a job or webhook, e.g. a failed bank payout
+    TRANSFER_REFUSALS = "transfer_refusals"  # Stripe refused transfers N times in a row
 
 
 class CoachProfile(Base):
@@ -26,6 +40,12 @@ class CoachProfile(Base):
     minimum_payout: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict)
     payouts_paused: Mapped[bool] = mapped_column(Boolean, default=False)
     payouts_paused_reason: Mapped[str | None] = mapped_column(Text)
+    payouts_paused_by: Mapped[str | None] = mapped_column(String(24))  # PauseSource
+    # Transfers Stripe refused in a row (reset by a paid one), and when the next
+    # may be tried: payouts/refusals.py writes them, connect.profile reads them.
+    payout_refusals: Mapped[int] = mapped_column(default=0)
+    payout_retry_at: Mapped[datetime | None] = mapped_column()
+    payout_last_refusal: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column()
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from connect.errors import CoachNotFound, InvalidProfileChange
-from connect.models import CoachProfile, ConnectAccount
+from connect.models import CoachProfile, ConnectAccount, PauseSource
 from core import audit
 from core.money import CURRENCIES, MAX_AMOUNT
 
@@ -34,6 +34,31 @@ EDITABLE_FIELDS = frozenset(
         "payouts_paused_reason",
     }
 )
+
+
+# The refusal backoff (payouts/refusals.py sets payout_retry_at): no new payout
+# for the coach before it. Written once, in both forms side by side: the SQL
+# every payout statement embeds (``p`` is the coach's coach_profiles row,
+# ``:now`` the run's time: payouts/sql.py, payouts/jobs.py) and the Python of
+# ``payout_eligibility``; tests/payouts/test_backoff_paths.py holds them to
+# one verdict.
+BACKOFF_OVER_SQL = "(p.payout_retry_at IS NULL OR p.payout_retry_at <= CAST(:now AS timestamptz))"
+
+
+def backoff_over(retry_at: datetime | None, now: datetime) -> bool:
+    return retry_at is None or retry_at <= now
+
+
+def backoff_reason(refusals: int, retry_at: datetime | None) -> str:
+    when = retry_at.isoformat() if retry_at is not None else "-"
+    return f"backing off after {refusals} refused transfer(s) until {when}"
+
+
+def clear_refusal_backoff(profile: CoachProfile) -> None:
+    """Resuming payouts starts afresh: the refusals before the pause no longer count."""
+    profile.payout_refusals = 0
+    profile.payout_retry_at = None
+    profile.payout_last_refusal = None
 
 
 async def get_profile(
@@ -154,8 +179,15 @@ async def update_profile(
                 field="payouts_paused_reason",
             )
         valid["payouts_paused_reason"] = None
+    was_paused = profile.payouts_paused
     for field, value in valid.items():
         setattr(profile, field, value)
+    if paused and not was_paused:
+        profile.payouts_paused_by = PauseSource.ADMIN
+    elif not paused:
+        profile.payouts_paused_by = None
+        if was_paused:
+            clear_refusal_backoff(profile)
     after = _snapshot(profile)
     if after != before:
         profile.updated_at = now
@@ -180,8 +212,9 @@ class PayoutEligibility:
     """Everything the payout job checks about a coach, in one read.
 
     ``eligible`` covers the coach side only (account can receive transfers,
-    payouts enabled, not paused); the schedule and the minimum are the payout
-    job's to apply per currency (``minimum_for``).
+    payouts enabled, not paused, not backing off after refused transfers
+    when ``now`` is given); the schedule and the minimum are the payout job's
+    to apply per currency (``minimum_for``).
     """
 
     coach_id: int
@@ -193,12 +226,18 @@ class PayoutEligibility:
     payouts_paused: bool
     fee_bps: int
     hold_hours: int
+    payouts_paused_by: str | None = None
+    payout_refusals: int = 0  # consecutive transfers Stripe refused
+    payout_retry_at: datetime | None = None  # no new payout before
 
     def minimum_for(self, currency: str) -> int:
         return self.minimum_payout.get(currency, 0)
 
 
-async def payout_eligibility(db: AsyncSession, coach_id: int) -> PayoutEligibility:
+async def payout_eligibility(
+    db: AsyncSession, coach_id: int, *, now: datetime | None = None
+) -> PayoutEligibility:
+    """``now``: the time to judge the refusal backoff at (without it, it is not judged)."""
     profile = await get_profile(db, coach_id)
     if profile is None:
         raise CoachNotFound(f"no coach profile {coach_id}")
@@ -216,6 +255,8 @@ async def payout_eligibility(db: AsyncSession, coach_id: int) -> PayoutEligibili
         reason = "transfers capability not active"
     elif acct.status == "disabled":
         reason = "account disabled"
+    elif now is not None and not backoff_over(profile.payout_retry_at, now):
+        reason = backoff_reason(profile.payout_refusals, profile.payout_retry_at)
     return PayoutEligibility(
         coach_id=coach_id,
         eligible=reason is None,
@@ -226,4 +267,7 @@ async def payout_eligibility(db: AsyncSession, coach_id: int) -> PayoutEligibili
         payouts_paused=profile.payouts_paused,
         fee_bps=profile.fee_bps,
         hold_hours=profile.hold_hours,
+        payouts_paused_by=profile.payouts_paused_by,
+        payout_refusals=profile.payout_refusals,
+        payout_retry_at=profile.payout_retry_at,
     )

@@ -6,7 +6,9 @@ Stripe at once; processing claims the row (FOR UPDATE SKIP LOCKED) and runs
 the handlers in the SAME transaction that marks the row processed, so an
 effect and its mark commit together or not at all. A failure rolls the
 effect back and schedules a retry with backoff; ``process_due`` (a job) picks
-up what is owed, so a crash between receive and process loses nothing.
+up what is owed, so a crash between receive and process loses nothing. An
+event that keeps failing is parked (core.inbox_failures has the rule) until
+an admin replays it (core.inbox_admin).
 """
 
 from __future__ import annotations
@@ -24,15 +26,24 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.clock import Clock
+from core.inbox_failures import (
+    BACKOFF_BASE,
+    BACKOFF_CAP,
+    MAX_HANDLER_FAILURES,
+    backoff,
+    record_failure,
+)
 from core.inbox_models import (
     DONE_SET,
     FAILED,
     IGNORED,
     OWED,
+    PARKED,
     PENDING,
     PROCESSED,
     STORED_COLUMNS,
     WebhookEvent,
+    unpark_values,
 )
 from core.log_context import bind_event_context
 from core.stripe_types import StripeEvent
@@ -42,10 +53,14 @@ if TYPE_CHECKING:
     from core.stripe_gateway import StripeGateway
 
 __all__ = [
+    "BACKOFF_BASE",
+    "BACKOFF_CAP",
+    "MAX_HANDLER_FAILURES",
     "HandlerContext",
     "HandlerRegistry",
     "WebhookEvent",
     "WebhookHandler",
+    "backoff",
     "claim_due",
     "drain",
     "process_due",
@@ -56,7 +71,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Endpoint = Literal["platform", "connect"]
-Outcome = Literal["processed", "failed", "ignored", "skipped"]
+Outcome = Literal["processed", "failed", "parked", "ignored", "skipped"]
 
 # With in-request (background) processing the retry job is a safety net: a
 # new event becomes due only after this grace period. With processing "off"
@@ -64,11 +79,10 @@ Outcome = Literal["processed", "failed", "ignored", "skipped"]
 FIRST_RETRY_DELAY = timedelta(seconds=60)
 # How long an event claimed by ``claim_due`` is kept from other workers.
 CLAIM_LEASE = timedelta(minutes=5)
-BACKOFF_BASE = timedelta(seconds=30)
-BACKOFF_CAP = timedelta(hours=6)
-# After this many failures the event waits for a person (next_attempt_at NULL).
-MAX_ATTEMPTS = 15
-_MAX_ERROR_LENGTH = 2000
+# A handler still running after this fails (transient, see core.inbox_failures):
+# one that hangs on an event must not hold its batch, and so the whole drain,
+# forever. Shorter than the lease, so no second worker is handed the event.
+HANDLER_TIMEOUT = timedelta(minutes=4)
 _encode = msgspec.json.encode
 
 # The hot path in plain SQL, built once: no ORM statement to build, compile and
@@ -175,11 +189,6 @@ async def event_row_id(db: AsyncSession, stripe_event_id: str) -> int | None:
     return (await db.execute(stmt)).scalar_one_or_none()
 
 
-def backoff(attempts: int) -> timedelta:
-    """30 s, 1 min, 2 min, ... capped at 6 h."""
-    return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_CAP)
-
-
 async def process_event(
     factory: async_sessionmaker[AsyncSession],
     registry: HandlerRegistry,
@@ -204,8 +213,9 @@ async def process_event(
                 event = StripeEvent.from_dict(row.payload)
             handlers = registry.handlers_for(row.type)
             bind_event_context(event)
-            for handler in handlers:
-                await handler(db, event, ctx)
+            async with asyncio.timeout(HANDLER_TIMEOUT.total_seconds()):
+                for handler in handlers:
+                    await handler(db, event, ctx)
             status = PROCESSED if handlers else IGNORED
             await db.execute(
                 _MARK_DONE, {"id": event_row_id, "status": status, "now": ctx.clock.now()}
@@ -214,38 +224,13 @@ async def process_event(
     except Exception as exc:
         # The transaction (effects and claim) is rolled back by now.
         error = exc
-    await _mark_failed(factory, event_row_id, error, now=ctx.clock.now())
-    return "failed"
-
-
-async def _mark_failed(
-    factory: async_sessionmaker[AsyncSession],
-    event_row_id: int,
-    error: BaseException,
-    *,
-    now: datetime,
-) -> None:
-    message = f"{type(error).__name__}: {error}"[:_MAX_ERROR_LENGTH]
-    log.warning("webhook event %s failed: %s", event_row_id, message, exc_info=error)
-    async with factory() as db, db.begin():
-        row = (
-            await db.execute(
-                select(WebhookEvent)
-                .where(
-                    WebhookEvent.id == event_row_id,
-                    WebhookEvent.status.in_((PENDING, FAILED)),
-                )
-                .with_for_update()
-            )
-        ).scalar_one_or_none()
-        if row is None:  # processed meanwhile by another worker
-            return
-        row.attempts += 1
-        row.status = FAILED
-        row.last_error = message
-        row.next_attempt_at = now + backoff(row.attempts) if row.attempts < MAX_ATTEMPTS else None
-        if row.next_attempt_at is None:
-            log.error("webhook event %s gave up after %s attempts", event_row_id, row.attempts)
+    try:
+        parked = await record_failure(factory, event_row_id, error, now=ctx.clock.now())
+    except Exception:
+        # The database is away too: the lease makes the event due again later.
+        log.exception("recording the failure of webhook event %s failed", event_row_id)
+        return "failed"
+    return "parked" if parked else "failed"
 
 
 async def process_due(
@@ -355,9 +340,15 @@ async def drain(
 
 
 async def reschedule(db: AsyncSession, event_row_id: int, *, at: datetime) -> None:
-    """Make a failed or given-up event due again at ``at`` (an operator's retry)."""
+    """Make a failed or parked event due again at ``at`` (an operator's retry, unaudited:
+    ``core.inbox_admin.replay`` is the admin's)."""
     await db.execute(
         update(WebhookEvent)
         .where(WebhookEvent.id == event_row_id, WebhookEvent.status.in_((PENDING, FAILED)))
         .values(next_attempt_at=at)
+    )
+    await db.execute(
+        update(WebhookEvent)
+        .where(WebhookEvent.id == event_row_id, WebhookEvent.status == PARKED)
+        .values(**unpark_values(at))
     )

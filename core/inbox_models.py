@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Boolean, Integer, String, Text
@@ -11,10 +12,26 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
 
-PENDING = "pending"
-PROCESSED = "processed"
-FAILED = "failed"
-IGNORED = "ignored"
+
+class InboxStatus(StrEnum):
+    """pending -> processed | ignored | failed; failed -> (retried) ... | parked.
+
+    ``parked``: a poison event (core.inbox_failures has the rule): nothing
+    retries it until an admin replays it (core.inbox_admin.replay). The values
+    are checked by the table's CHECK constraint (migrations 0002, 0009)."""
+
+    PENDING = "pending"
+    PROCESSED = "processed"
+    FAILED = "failed"
+    IGNORED = "ignored"
+    PARKED = "parked"
+
+
+PENDING = InboxStatus.PENDING
+PROCESSED = InboxStatus.PROCESSED
+FAILED = InboxStatus.FAILED
+IGNORED = InboxStatus.IGNORED
+PARKED = InboxStatus.PARKED
 # Shared by the two writers of the inbox (core.inbox in a transaction, and the
 # receiver's batched INSERT in core.inbox_receive), whatever their parameter style.
 STORED_COLUMNS = (
@@ -39,6 +56,27 @@ class WebhookEvent(Base):
     received_at: Mapped[datetime] = mapped_column()
     processed_at: Mapped[datetime | None] = mapped_column()
     status: Mapped[str] = mapped_column(String(16), default=PENDING)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    last_error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # every try, ever
+    last_error: Mapped[str | None] = mapped_column(Text)  # redacted (core.inbox_failures)
     next_attempt_at: Mapped[datetime | None] = mapped_column()
+    # The current failure streak (since receipt or the last replay), by kind.
+    handler_failures: Mapped[int] = mapped_column(Integer, default=0)
+    transient_failures: Mapped[int] = mapped_column(Integer, default=0)
+    failing_since: Mapped[datetime | None] = mapped_column()
+    replays: Mapped[int] = mapped_column(Integer, default=0)
+    first_attempt_at: Mapped[datetime | None] = mapped_column()
+    last_attempt_at: Mapped[datetime | None] = mapped_column()
+    parked_at: Mapped[datetime | None] = mapped_column()
+
+
+def unpark_values(at: datetime) -> dict[str, Any]:
+    """A parked event made pending again, due at ``at``, with a fresh failure streak."""
+    return {
+        "status": PENDING,
+        "parked_at": None,
+        "next_attempt_at": at,
+        "handler_failures": 0,
+        "transient_failures": 0,
+        "failing_since": None,
+        "replays": WebhookEvent.replays + 1,
+    }

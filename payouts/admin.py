@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from connect.models import CoachProfile
+from connect.models import CoachProfile, PauseSource
+from connect.profile import clear_refusal_backoff
 from core.audit import record
 from payouts.errors import (
     CoachNotFound,
@@ -37,7 +38,10 @@ def _reason(reason: object) -> str:
 async def _profile(db: AsyncSession, coach_id: int) -> CoachProfile:
     profile = (
         await db.execute(
-            select(CoachProfile).where(CoachProfile.user_id == coach_id).with_for_update()
+            select(CoachProfile)
+            .where(CoachProfile.user_id == coach_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         )
     ).scalar_one_or_none()
     if profile is None:
@@ -53,14 +57,29 @@ async def set_paused(
     reason: object,
     now: datetime,
     actor_user_id: int | None = None,
+    source: PauseSource | None = None,
+    cause: str | None = None,
 ) -> CoachProfile:
     """Pause (or resume) new payouts. An open payout keeps being resolved: its
-    transfer may already exist at Stripe, and leaving it unknown helps nobody."""
+    transfer may already exist at Stripe, and leaving it unknown helps nobody.
+
+    ``source``: who pauses (``payouts_paused_by``); by default an admin when
+    ``actor_user_id`` is given, else the system. Resuming also clears the
+    refusal backoff (payouts/refusals.py): the admin says "try again now"."""
     why = _reason(reason) if paused else (_reason(reason) if reason is not None else None)
+    by = source or (PauseSource.ADMIN if actor_user_id is not None else PauseSource.SYSTEM)
     profile = await _profile(db, coach_id)
-    before = {"payouts_paused": profile.payouts_paused, "reason": profile.payouts_paused_reason}
+    before = {
+        "payouts_paused": profile.payouts_paused,
+        "reason": profile.payouts_paused_reason,
+        "paused_by": profile.payouts_paused_by,
+        "refusals": profile.payout_refusals,
+    }
     profile.payouts_paused = paused
     profile.payouts_paused_reason = why if paused else None
+    profile.payouts_paused_by = by.value if paused else None
+    if not paused:
+        clear_refusal_backoff(profile)
     profile.updated_at = now
     await record(
         db,
@@ -71,8 +90,12 @@ async def set_paused(
         entity_id=coach_id,
         at=now,
         before=before,
-        after={"payouts_paused": paused, "reason": profile.payouts_paused_reason},
-        cause=why,
+        after={
+            "payouts_paused": paused,
+            "reason": profile.payouts_paused_reason,
+            "paused_by": profile.payouts_paused_by,
+        },
+        cause=cause or why,
     )
     await db.flush()
     return profile

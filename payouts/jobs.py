@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from connect.profile import BACKOFF_OVER_SQL
 from core.clock import Clock
 from core.settings import Settings
 from core.stripe_gateway import StripeGateway
@@ -144,6 +145,7 @@ _CANDIDATES = text(
     "  AND po.currency = a.currency AND po.status <> 'failed') AS last_payout_at "
     "FROM ledger_accounts a "
     "JOIN coach_profiles p ON p.user_id = a.owner_id AND NOT p.payouts_paused "
+    f"  AND {BACKOFF_OVER_SQL} "
     "JOIN connect_accounts ca ON ca.coach_id = a.owner_id AND ca.payouts_enabled "
     "WHERE a.owner_type = 'coach' AND a.kind = 'available' AND a.id > :after "
     "AND a.owner_id % :shards = :shard "
@@ -244,8 +246,8 @@ async def _shard_work(
         if not await locks.take(SHARD_LOCK_BASE + shard):
             continue  # another run is paying these coaches
         result.shards += 1
-        params = {"shards": SHARDS, "shard": shard}
-        async for row in _pages(factory, _DUE_PAYOUTS, {"now": now, **params}, limit):
+        params = {"shards": SHARDS, "shard": shard, "now": now}
+        async for row in _pages(factory, _DUE_PAYOUTS, params, limit):
             yield retry, row
         async for row in _eligible(_pages(factory, _CANDIDATES, params, limit), now):
             yield create, row

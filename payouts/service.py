@@ -34,6 +34,7 @@ from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from connect.profile import backoff_reason
 from core.stripe_types import Transfer
 from ledger.accounts import AccountRef, Kind, get_account_id
 from ledger.models import Earning
@@ -97,8 +98,9 @@ async def reserve(
     force: bool = False,
     retry_of: int | None = None,
 ) -> Payout | Refusal:
-    """Step 1. ``force`` (an admin's retry) skips the schedule and the minimum, not
-    the pause or the Connect account's state. Flushes; the caller commits.
+    """Step 1. ``force`` (an admin's retry) skips the schedule, the minimum and the
+    refusal backoff, not the pause or the Connect account's state. Flushes; the
+    caller commits.
 
     Five statements on the usual path (lock, coach, insert, posting, earnings),
     raw SQL rather than ORM flushes: the payout job runs this once per coach."""
@@ -109,7 +111,8 @@ async def reserve(
     if not isinstance(locked, tuple):
         return Refusal("balance busy (another worker holds it)")
     available, owed = locked
-    coach = (await db.execute(sql.COACH, {"coach": coach_id, "cur": currency})).one_or_none()
+    params = {"coach": coach_id, "cur": currency, "now": now}
+    coach = (await db.execute(sql.COACH, params)).one_or_none()
     if coach is None:
         return Refusal("no coach profile")
     if coach.payouts_paused:
@@ -118,6 +121,8 @@ async def reserve(
         return Refusal("the Connect account cannot receive payouts")
     if coach.has_open:
         return Refusal("a payout is already open")
+    if not force and not coach.backoff_over:
+        return Refusal(backoff_reason(coach.payout_refusals, coach.payout_retry_at))
     if not force:
         last = coach.last_payout_at
         if not is_due(coach.payout_schedule, last_payout_at=last, now=now):
@@ -229,6 +234,7 @@ async def settle(
             sql.SETTLED,
             {
                 "id": payout.id,
+                "c": payout.coach_id,
                 "key": payout.idempotency_key(),
                 "outcome": outcome,
                 "tr": transfer.id,

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from connect.profile import BACKOFF_OVER_SQL
+
+# A paid transfer ends a coach's run of refusals (payouts/refusals.py). Only a
+# coach who has one is touched, so the usual settle locks no profile row.
+_CLEAR_REFUSALS = (
+    "r AS (UPDATE coach_profiles SET payout_refusals = 0, payout_retry_at = NULL, "
+    "  payout_last_refusal = NULL WHERE user_id = :c "
+    "  AND (payout_refusals <> 0 OR payout_retry_at IS NOT NULL)), "
+)
 # Everything reserve() needs to know about the coach, in one round trip.
 COACH = text(
-    "SELECT p.payouts_paused, p.payout_schedule, "
+    "SELECT p.payouts_paused, p.payout_schedule, p.payout_refusals, p.payout_retry_at, "
+    f"{BACKOFF_OVER_SQL} AS backoff_over, "
     "COALESCE((p.minimum_payout ->> :cur)::bigint, 0) AS minimum, "
     "ca.payouts_enabled, ca.stripe_account_id, "
     "EXISTS (SELECT 1 FROM payouts o WHERE o.coach_id = p.user_id AND o.currency = :cur "
@@ -62,6 +72,7 @@ SETTLE_ACCOUNTS = text(
 SETTLED = text(
     "WITH a AS (INSERT INTO payout_attempts (payout_id, idempotency_key, outcome, "
     "  stripe_transfer_id, at) VALUES (:id, :key, :outcome, :tr, :now)), "
+    f"{_CLEAR_REFUSALS}"
     "e AS (UPDATE earnings SET status = 'paid' WHERE payout_id = :id) "
     "UPDATE payouts SET status = 'paid', stripe_transfer_id = :tr, settle_transaction_id = :tx, "
     "settled_at = :now, next_attempt_at = NULL, last_error = NULL, updated_at = :now, "
@@ -95,6 +106,7 @@ RESERVE_DUE = text(
     "  WHERE b.n = a.slots AND b.owed > 0 "
     "  AND b.owed >= COALESCE((p.minimum_payout ->> :cur)::bigint, 0) "
     "  AND NOT p.payouts_paused AND ca.payouts_enabled "
+    f"  AND {BACKOFF_OVER_SQL} "
     "  AND COALESCE(ca.stripe_account_id, '') <> '' "
     "  AND p.payout_schedule = :schedule "
     "  AND NOT EXISTS (SELECT 1 FROM payouts o WHERE o.coach_id = :c AND o.currency = :cur "
@@ -145,6 +157,7 @@ SETTLE_ONE = text(
     "    'stripe_transfer_id', CAST(:tr AS text))) l), "
     "a AS (INSERT INTO payout_attempts (payout_id, idempotency_key, outcome, "
     "  stripe_transfer_id, at) VALUES (:id, :key, :outcome, :tr, :now)), "
+    f"{_CLEAR_REFUSALS}"
     "e AS (UPDATE earnings SET status = 'paid' WHERE payout_id = :id) "
     "UPDATE payouts SET status = 'paid', stripe_transfer_id = :tr, "
     "settle_transaction_id = (SELECT transaction_id FROM t), settled_at = :now, "

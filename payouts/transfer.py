@@ -33,6 +33,7 @@ from core.stripe_types import Transfer
 from payouts.errors import SimulatedCrash
 from payouts.hotpath import claim, settle_one
 from payouts.models import Payout
+from payouts.refusals import record_refusal
 from payouts.service import fail, leave_pending, log_attempt, settle, wait_for_funds
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,12 @@ async def process_payout(
             reason = f"Stripe refused the transfer: {exc.message}"
             log_attempt(db, payout, "refused", now, error_code=exc.code, message=exc.message)
             await fail(db, payout, code=exc.code, reason=reason, now=now)
+            # After the ledger, as settle() does: payout row, ledger, coach profile.
+            state = await record_refusal(
+                db, coach_id=payout.coach_id, payout_id=payout.id, message=exc.message, now=now
+            )
+            if state is not None:  # what the coach reads on the failed payout
+                payout.failure_reason = f"{reason} ({state.note()})"[:2000]
             return "failed"
         except StripeOutcomeUnknown as exc:
             log_attempt(db, payout, "unknown", now, message=exc.message)

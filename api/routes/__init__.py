@@ -10,6 +10,7 @@ from litestar import Router
 from api.routes import (
     admin,
     admin_payouts,
+    admin_webhooks,
     booking_history,
     bookings,
     coach_money,
@@ -33,6 +34,7 @@ ROUTERS: list[Router] = [
     booking_history.router,
     coach_money.router,
     admin_payouts.router,
+    admin_webhooks.router,
     finance.router,
     pages.router,
 ]

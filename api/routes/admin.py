@@ -49,6 +49,11 @@ class ProfileOut(msgspec.Struct):
     payouts_paused: bool
     payouts_paused_reason: str | None
     updated_at: datetime | None
+    # admin | system | transfer_refusals (paused by Stripe's refusals, payouts/refusals.py)
+    payouts_paused_by: str | None = None
+    payout_refusals: int = 0  # transfers Stripe refused in a row
+    next_payout_attempt_at: datetime | None = None  # the refusal backoff: none before
+    last_payout_refusal: str | None = None
 
 
 class CoachOut(msgspec.Struct):
@@ -89,6 +94,10 @@ async def _coach_out(db: AsyncSession, coach_id: int, settings: Settings) -> Coa
             payouts_paused=profile.payouts_paused,
             payouts_paused_reason=profile.payouts_paused_reason,
             updated_at=profile.updated_at,
+            payouts_paused_by=profile.payouts_paused_by,
+            payout_refusals=profile.payout_refusals,
+            next_payout_attempt_at=profile.payout_retry_at,
+            last_payout_refusal=profile.payout_last_refusal,
         )
     # No gateway: an admin gets the status, not a login link into the coach's dashboard.
     view = await service.get_account_view(db, coach_id=coach_id, gateway=None)

@@ -1,13 +1,16 @@
 """Admin actions on payouts.
 
 ``POST /v1/admin/coaches/{id}/payouts/pause`` ``{"reason": "..."}`` stops new
-payouts for the coach; ``.../resume`` (optional reason) starts them again;
+payouts for the coach; ``.../resume`` (optional reason) starts them again and
+clears the backoff after refused transfers (payouts/refusals.py), also when
+the pause was the refusals' own;
 ``POST /v1/admin/payouts/{id}/retry`` pays a failed payout again as a new
 payout (sent by the next payout run). Each is audited with the admin's id.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -36,6 +39,9 @@ class PauseOut(msgspec.Struct):
     coach_id: int
     payouts_paused: bool
     payouts_paused_reason: str | None
+    payouts_paused_by: str | None  # admin | system | transfer_refusals
+    payout_refusals: int  # transfers Stripe refused in a row (resuming clears them)
+    next_payout_attempt_at: datetime | None  # the refusal backoff
 
 
 class RetryOut(msgspec.Struct):
@@ -74,7 +80,14 @@ async def _set(
         now=ctx.clock.now(),
         actor_user_id=user.id,
     )
-    return PauseOut(profile.user_id, profile.payouts_paused, profile.payouts_paused_reason)
+    return PauseOut(
+        coach_id=profile.user_id,
+        payouts_paused=profile.payouts_paused,
+        payouts_paused_reason=profile.payouts_paused_reason,
+        payouts_paused_by=profile.payouts_paused_by,
+        payout_refusals=profile.payout_refusals,
+        next_payout_attempt_at=profile.payout_retry_at,
+    )
 
 
 @post(

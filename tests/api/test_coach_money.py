@@ -158,15 +158,20 @@ async def test_admin_pauses_resumes_and_retries(
     r = await app_client.post(
         f"/v1/admin/coaches/{coach}/payouts/pause", headers=admin, json={"reason": "KYC review"}
     )
-    assert r.status_code == 200 and r.json() == {
+    shown = r.json()
+    assert r.status_code == 200 and shown.pop("next_payout_attempt_at")  # refused once: 1 h
+    assert shown == {
         "coach_id": coach,
         "payouts_paused": True,
         "payouts_paused_reason": "KYC review",
+        "payouts_paused_by": "admin",
+        "payout_refusals": 1,
     }
     r = await app_client.post(f"/v1/admin/payouts/{failed['id']}/retry", headers=admin)
     assert r.status_code == 409  # paused
     r = await app_client.post(f"/v1/admin/coaches/{coach}/payouts/resume", headers=admin)
     assert r.status_code == 200 and r.json()["payouts_paused"] is False
+    assert (r.json()["payout_refusals"], r.json()["next_payout_attempt_at"]) == (0, None)
     r = await app_client.post(f"/v1/admin/payouts/{failed['id']}/retry", headers=admin)
     assert (
         r.status_code == 202

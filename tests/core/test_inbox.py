@@ -15,7 +15,6 @@ from core.clock import FrozenClock
 from core.db import session_factory
 from core.inbox import (
     CLAIM_LEASE,
-    MAX_ATTEMPTS,
     HandlerContext,
     HandlerRegistry,
     WebhookEvent,
@@ -127,26 +126,6 @@ async def test_failure_rolls_back_effect_and_schedules_backoff(
     assert await process_event(factory, registry, ctx, row_id) == "failed"
     row = await _row(factory, row_id)
     assert row.attempts == 2 and row.next_attempt_at == clock.now() + backoff(2)
-
-
-async def test_gives_up_after_max_attempts(
-    factory: async_sessionmaker[AsyncSession], ctx: HandlerContext, clock: FrozenClock
-) -> None:
-    async def broken(db: AsyncSession, event: StripeEvent, _: HandlerContext) -> None:
-        raise RuntimeError("still broken")
-
-    registry = HandlerRegistry()
-    registry.register("test.ok", broken)
-    row_id = await _store(factory, _event("evt_g"))
-    async with factory() as db, db.begin():
-        await db.execute(
-            update(WebhookEvent).where(WebhookEvent.id == row_id).values(attempts=MAX_ATTEMPTS - 1)
-        )
-    assert await process_event(factory, registry, ctx, row_id) == "failed"
-    row = await _row(factory, row_id)
-    assert row.attempts == MAX_ATTEMPTS and row.next_attempt_at is None
-    clock.advance(timedelta(days=30))
-    assert await process_due(factory, registry, ctx, now=clock.now()) == 0
 
 
 async def test_process_due_is_bounded_and_only_due(

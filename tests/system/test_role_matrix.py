@@ -98,6 +98,9 @@ TABLE: dict[str, Rule] = {
     "POST /v1/admin/coaches/{coach_id}/payouts/pause": rule(A, obj="coach", body="reason"),
     "POST /v1/admin/coaches/{coach_id}/payouts/resume": rule(A, obj="coach", body="reason"),
     "POST /v1/admin/payouts/{payout_id}/retry": rule(A, obj="payout"),
+    "GET /v1/admin/webhooks/failed": rule(A),
+    # No parked event in the seeded world: the admin's cells answer 404, nobody else's 2xx.
+    "POST /v1/admin/webhooks/{event_id}/replay": rule(A, obj="event"),
     "POST /v1/sessions": rule(C, me=True, body="session"),
     "GET /v1/sessions": rule(M, C, F, A),
     "GET /v1/sessions/{session_id}": rule(M, C, F, A, obj="session:paid"),
@@ -181,6 +184,7 @@ def _url(world: World, key: str, r: Rule, variant: str) -> str:
         "session": lambda: party.sessions[name],
         "booking": lambda: party.bookings[name],
         "payout": lambda: party.payout_ids[0],
+        "event": lambda: f"evt_role_matrix_{variant}",
     }[kind]()
     return re.sub(r"\{\w+\}", str(ident), path)
 
