@@ -17,7 +17,15 @@ from emulator.config import Config
 from emulator.errors import ControlError, StripeError
 from emulator.faults import FaultInjector
 from emulator.forms import parse_form
-from emulator.resources import accounts, balance, checkout, events, payments, transfers
+from emulator.resources import (
+    accounts,
+    balance,
+    checkout,
+    customers,
+    events,
+    payments,
+    transfers,
+)
 from emulator.router import Ctx, Resp, Route, Router
 from emulator.stats import Stats
 from emulator.store import API_VERSION, IdempotencyRecord, Store
@@ -57,7 +65,7 @@ class EmulatorApp:
         self.store.on_event = self.webhooks.event_created
         self.stats = Stats()
         self.api = Router()
-        for module in (accounts, checkout, payments, transfers, balance, events):
+        for module in (accounts, checkout, customers, payments, transfers, balance, events):
             module.register(self.api)
         self.control = Router()
         control.register(self.control)
