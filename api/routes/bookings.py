@@ -15,6 +15,7 @@ from api.routes.sessions import BookingCreated, booking_created, decode_strict
 from core.money import MAX_AMOUNT
 from core.users import Role
 from sessions import booking as svc
+from sessions import booking_list
 from sessions.audit import Actor
 from sessions.refunds import MAX_REASON, PLAIN_TEXT, refund_booking
 
@@ -61,7 +62,7 @@ class BookingList(msgspec.Struct):
     past: list[BookingOut]
 
 
-def _out(v: svc.BookingView) -> BookingOut:
+def _out(v: booking_list.BookingView) -> BookingOut:
     b, s = v.booking, v.session
     return BookingOut(
         id=b.id,
@@ -89,7 +90,7 @@ def _actor(user: AuthUser) -> Actor:
 
 @get("/bookings", guards=[require_role(Role.MENTEE)])
 async def list_bookings(db: DbSession, current_user: AuthUser, ctx: AppCtx) -> BookingList:
-    upcoming, past = await svc.list_bookings(db, mentee_id=current_user.id, clock=ctx.clock)
+    upcoming, past = await booking_list.list_bookings(db, mentee_id=current_user.id, clock=ctx.clock)
     return BookingList([_out(v) for v in upcoming], [_out(v) for v in past])
 
 
