@@ -19,7 +19,7 @@ import logging
 import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import Clock
@@ -46,15 +46,6 @@ MAX_REASON = 500
 # with the money already gone. Checked before any call, for every caller.
 PLAIN_TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
 _PLAIN_TEXT = re.compile(PLAIN_TEXT)
-
-
-async def failed_refunds(db: AsyncSession, booking_id: int) -> int:
-    """How many of the booking's refunds Stripe failed or canceled (a cancelled
-    session's refund is retried by the job until this many)."""
-    stmt = select(func.count()).where(
-        Refund.booking_id == booking_id, Refund.status.in_(FAILED_STATUSES)
-    )
-    return int((await db.execute(stmt)).scalar_one())
 
 
 def _owned(booking: Booking, actor: Actor) -> None:

@@ -39,7 +39,9 @@ def create_customer(ctx: Ctx) -> Obj:
     params = ctx.params
     email = get_str(params, "email")
     if email is not None and (len(email) > MAX_EMAIL or "@" not in email):
-        raise StripeError("Invalid email address: " + email[:64], code="email_invalid", param="email")
+        raise StripeError(
+            "Invalid email address: " + email[:64], code="email_invalid", param="email"
+        )
     store = ctx.store
     table(store)
     customer: Obj = {

@@ -262,3 +262,43 @@ async def test_one_customer_per_mentee_on_every_checkout(
         cs = own_emulator.state.checkout_sessions[one.checkout_session_id]
         intent = own_emulator.state.payment_intents[cs["payment_intent"]]
     assert intent["customer"] == customers[0]["id"]
+
+
+async def test_a_refusal_seen_only_under_the_locks_is_retried_not_refunded_under_them(
+    factory: async_sessionmaker[AsyncSession],
+    race_ctx: HandlerContext,
+    own_emulator: EmulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The plain read said "honour"; under the locks the booking is cancelled (a race).
+    No Stripe call is made under the locks: the event fails and its retry refunds."""
+    from sessions import payments
+
+    session_id = await _session(factory, race_ctx)
+    mentee = await _mentee(factory, race_ctx)
+    booking = await in_tx(factory, lambda db: book_for(db, race_ctx, session_id, mentee))
+    mark = event_mark(own_emulator)
+    pay(own_emulator, booking)
+    completed = [e for e in events_since(own_emulator, mark) if e.type.endswith("completed")]
+    async with factory() as db, db.begin():
+        await db.execute(update(Booking).where(Booking.id == booking.id).values(status="cancelled"))
+    real = payments._refusal
+    reads: list[str | None] = []
+
+    async def stale_first_read(*args: Any) -> str | None:
+        found = await real(*args)
+        reads.append(found)
+        return None if len(reads) == 1 else found  # the plain read saw it before the cancel
+
+    monkeypatch.setattr(payments, "_refusal", stale_first_read)
+    with pytest.raises(payments.PaymentNeedsRefund):
+        await in_tx(factory, lambda db: on_checkout_paid(db, completed[0], race_ctx))
+    with own_emulator.state.lock:
+        assert own_emulator.state.refunds == {}
+    monkeypatch.setattr(payments, "_refusal", real)
+    await in_tx(factory, lambda db: on_checkout_paid(db, completed[0], race_ctx))  # the retry
+    async with factory() as db:
+        row = await db.get(Booking, booking.id)
+        assert row is not None and row.status == "refunded"
+    with own_emulator.state.lock:
+        assert [r["amount"] for r in own_emulator.state.refunds.values()] == [10000]
