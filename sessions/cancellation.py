@@ -184,9 +184,12 @@ async def settle_booking(
             detail={"error": str(exc)[:500]},
         )  # fmt: skip
         return "refused"
-    if answer is None or (answer.replayed and not answer.booked):
-        return "nothing"  # nothing owed, or another run's refund, finished there
-    return "refunded"
+    if answer is None:
+        return "nothing"
+    # Each refund is reported by one run: the one that booked it, or (booked by its
+    # webhook first) the one that made it; a run that replayed another's is silent.
+    made_here = not answer.replayed and answer.refund.source == "stripe"
+    return "refunded" if answer.booked or made_here else "nothing"
 
 
 async def _close_unpaid(

@@ -23,12 +23,11 @@ def customer_key(user_id: int) -> str:
 async def ensure_customer(db: AsyncSession, *, user_id: int, gateway: StripeGateway) -> str:
     """The user's Stripe Customer id, created at Stripe on first need. Flushes; the caller
     commits (the row's lock from the UPDATE is held only until then)."""
-    stored = (
-        await db.execute(select(User.stripe_customer_id).where(User.id == user_id))
-    ).scalar_one_or_none()
+    stored, email = (
+        await db.execute(select(User.stripe_customer_id, User.email).where(User.id == user_id))
+    ).one()
     if stored:
-        return stored
-    email = (await db.execute(select(User.email).where(User.id == user_id))).scalar_one()
+        return str(stored)
     customer = await gateway.create_customer(
         email=email,
         metadata={"user_id": str(user_id)},
