@@ -1,4 +1,4 @@
-"""Bookings: create, cancel, retry; each Stripe call outside every row lock.
+"""Booking a seat: the seat (the intent), then its Checkout Session, no lock held across Stripe.
 
 A booking that calls Stripe runs in three steps (the payouts' pattern):
 
@@ -37,7 +37,6 @@ from sessions.errors import (
     AlreadyBooked,
     BookingNotFound,
     BookingStateConflict,
-    NotYourBooking,
     SessionFull,
     SessionNotBookable,
     SessionNotFound,
@@ -47,7 +46,7 @@ from sessions.models import ACTIVE_STATUSES, Booking, BookingStatus, CoachingSes
 log = logging.getLogger(__name__)
 
 
-def _check_bookable(session: CoachingSession, mentee_id: int, now: datetime) -> None:
+def check_bookable(session: CoachingSession, mentee_id: int, now: datetime) -> None:
     if session.status != SessionStatus.PUBLISHED.value:
         raise SessionNotBookable("this session was cancelled")
     if session.starts_at <= now:
@@ -56,7 +55,7 @@ def _check_bookable(session: CoachingSession, mentee_id: int, now: datetime) -> 
         raise SessionNotBookable("a coach cannot book their own session")
 
 
-async def _check_seat(
+async def check_seat(
     db: AsyncSession, session: CoachingSession, now: datetime, exclude: int | None = None
 ) -> None:
     if session.capacity is None:
@@ -87,7 +86,7 @@ async def _take_seat(
     still waiting for its Checkout Session (a retry). Under the session's row lock, so
     concurrent bookings of the last seat queue up here (not behind Stripe) and one wins."""
     session = await lock_session(db, session_id)
-    _check_bookable(session, mentee_id, now)
+    check_bookable(session, mentee_id, now)
     existing = (
         await db.execute(
             select(Booking).where(
@@ -114,7 +113,7 @@ async def _take_seat(
             return existing, False
         else:
             raise AlreadyBooked(f"you already have booking {existing.id} for this session")
-    await _check_seat(db, session, now)
+    await check_seat(db, session, now)
     profile = await db.get(CoachProfile, session.coach_id)
     booking = Booking(
         coaching_session_id=session.id,
@@ -156,7 +155,7 @@ async def book(
     peek = await db.get(CoachingSession, session_id)
     if peek is None:
         raise SessionNotFound(f"coaching session {session_id} does not exist")
-    _check_bookable(peek, mentee_id, now)
+    check_bookable(peek, mentee_id, now)
     customer = await ensure_customer(db, user_id=mentee_id, gateway=gateway)
     for last_try in (False, True):
         booking, fresh = await _take_seat(
@@ -164,7 +163,7 @@ async def book(
         )
         await db.commit()
         try:
-            return await _open_checkout(
+            return await open_checkout(
                 db, booking, gateway=gateway, settings=settings, customer=customer, now=now
             )
         except StripeRefused as exc:
@@ -172,14 +171,14 @@ async def book(
                 raise  # says nothing of whether the first request made a session: keep the seat
             # Refused, so this key made no Checkout Session: the seat goes back. A replay
             # refused (its hold too short for Stripe by now) is booked afresh, once.
-            await _give_up_seat(db, booking, now=now, error=exc)
+            await give_up_seat(db, booking, now=now, error=exc)
             await db.commit()
             if last_try or fresh:
                 raise
     raise AssertionError("unreachable")
 
 
-async def _give_up_seat(
+async def give_up_seat(
     db: AsyncSession,
     booking: Booking,
     *,
@@ -197,7 +196,7 @@ async def _give_up_seat(
         )  # fmt: skip
 
 
-async def _open_checkout(
+async def open_checkout(
     db: AsyncSession,
     booking: Booking,
     *,
@@ -232,113 +231,3 @@ async def _open_checkout(
     except Exception:  # best effort: the automatic refund covers a payment anyway
         log.warning("could not expire checkout %s of booking %s", cs.id, booking.id)
     raise BookingStateConflict(f"booking {booking.id} changed while its checkout was opened")
-
-
-def _owned(booking: Booking, actor: Actor) -> None:
-    if actor.role == "admin":
-        return
-    if actor.user_id != booking.mentee_id:
-        raise NotYourBooking("this booking belongs to someone else")
-
-
-async def expire_checkout(gateway: StripeGateway, booking: Booking) -> str | None:
-    """Expire the booking's open Checkout Session; returns Stripe's status of it.
-
-    The key is the booking's attempt, so a repeat replays. Call it with no row lock held.
-    """
-    if booking.checkout_session_id is None:
-        return None
-    try:
-        cs = await gateway.expire_checkout_session(
-            booking.checkout_session_id,
-            idempotency_key=idempotency_key("checkout-expire", booking.id, booking.attempt),
-        )
-        return cs.status
-    except StripeRefused:
-        # Not open any more: it expired or completed; ask which.
-        cs = await gateway.retrieve_checkout_session(booking.checkout_session_id)
-        return "paid" if cs.payment_status == "paid" else cs.status
-
-
-async def cancel_booking(
-    db: AsyncSession, *, booking_id: int, actor: Actor, gateway: StripeGateway, clock: Clock
-) -> Booking:
-    """Cancel before payment (PENDING or FAILED); the seat is freed at once.
-
-    The Checkout Session is expired first, no lock held, then the booking is
-    locked and re-checked: a payment or a retry that came in between wins.
-    """
-    peek = await get_booking(db, booking_id)
-    _owned(peek, actor)
-    if peek.status not in (BookingStatus.PENDING, BookingStatus.FAILED):
-        raise BookingStateConflict(f"a {peek.status} booking cannot be cancelled")
-    await db.commit()
-    if await expire_checkout(gateway, peek) == "paid":
-        raise BookingStateConflict("this booking has just been paid; ask for a refund instead")
-    booking = await get_booking(db, booking_id, lock=True)
-    if booking.status not in (BookingStatus.PENDING, BookingStatus.FAILED):
-        raise BookingStateConflict(f"a {booking.status} booking cannot be cancelled")
-    if (booking.attempt, booking.checkout_session_id) != (peek.attempt, peek.checkout_session_id):
-        raise BookingStateConflict("this booking was retried meanwhile; cancel it again")
-    await transition(
-        db,
-        booking,
-        BookingStatus.CANCELLED.value,
-        actor=actor,
-        cause="cancelled_by_user",
-        at=clock.now(),
-    )
-    return booking
-
-
-async def retry_booking(
-    db: AsyncSession,
-    *,
-    booking_id: int,
-    actor: Actor,
-    gateway: StripeGateway,
-    clock: Clock,
-    settings: Settings,
-) -> Booking:
-    """After a failed payment: a new Checkout Session, back to PENDING (seat re-checked).
-
-    The old attempt's Checkout Session is expired (no lock), the new attempt
-    is committed as the intent (session and booking locked briefly), then
-    opened at Stripe. Retrying a retry whose answer was lost replays it.
-    """
-    now = clock.now()
-    peek = await get_booking(db, booking_id)
-    _owned(peek, actor)
-    if not (peek.status == BookingStatus.FAILED or waits_for_checkout(peek)):
-        raise BookingStateConflict(f"only a failed booking can be retried (it is {peek.status})")
-    customer = await ensure_customer(db, user_id=peek.mentee_id, gateway=gateway)
-    await db.commit()
-    if peek.status == BookingStatus.FAILED and await expire_checkout(gateway, peek) == "paid":
-        raise BookingStateConflict("the previous attempt has just been paid")
-    session = await lock_session(db, peek.coaching_session_id)
-    booking = await get_booking(db, booking_id, lock=True)
-    if booking.attempt != peek.attempt:
-        raise BookingStateConflict("this booking was retried meanwhile")
-    if booking.status == BookingStatus.FAILED:
-        _check_bookable(session, booking.mentee_id, now)
-        await _check_seat(db, session, now, exclude=booking.id)
-        booking.attempt += 1
-        booking.checkout_session_id = None
-        booking.checkout_url = None
-        booking.hold_expires_at = checkout_expiry(now, settings)
-        await transition(
-            db, booking, BookingStatus.PENDING.value, actor=actor, cause="retry", at=now,
-            detail={"attempt": booking.attempt},
-        )  # fmt: skip
-    elif not waits_for_checkout(booking):
-        raise BookingStateConflict(f"only a failed booking can be retried (it is {booking.status})")
-    await db.commit()
-    try:
-        return await _open_checkout(
-            db, booking, gateway=gateway, settings=settings, customer=customer, now=now
-        )
-    except StripeRefused as exc:
-        if not isinstance(exc, StripeIdempotencyError | StripeAuthenticationError):
-            await _give_up_seat(db, booking, now=now, error=exc, to=BookingStatus.FAILED)
-            await db.commit()
-        raise

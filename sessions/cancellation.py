@@ -25,7 +25,8 @@ from core.stripe_errors import StripeOutcomeUnknown
 from core.stripe_gateway import StripeGateway
 from sessions import refund_intents as intents
 from sessions.audit import Actor, transition
-from sessions.booking import expire_checkout, get_booking
+from sessions.booking import get_booking
+from sessions.booking_changes import expire_checkout
 from sessions.catalog import lock_session
 from sessions.earnings import OWED_REFUND_HOLD
 from sessions.errors import SessionNotCancellable, SessionNotFound

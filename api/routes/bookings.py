@@ -14,7 +14,7 @@ from api.openapi_errors import REQUEST_BODY
 from api.routes.sessions import BookingCreated, booking_created, decode_strict
 from core.money import MAX_AMOUNT
 from core.users import Role
-from sessions import booking as svc
+from sessions import booking_changes as svc
 from sessions import booking_list
 from sessions.audit import Actor
 from sessions.refunds import MAX_REASON, PLAIN_TEXT, request_refund

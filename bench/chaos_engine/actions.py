@@ -22,7 +22,8 @@ from core.inbox import HandlerContext
 from payouts.errors import SimulatedCrash
 from payouts.jobs import run_cycle
 from sessions.audit import Actor
-from sessions.booking import book, cancel_booking, retry_booking
+from sessions.booking import book
+from sessions.booking_changes import cancel_booking, retry_booking
 from sessions.cancellation import cancel_session, settle_owed
 from sessions.refunds import refund_booking
 

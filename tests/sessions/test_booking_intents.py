@@ -21,7 +21,8 @@ from core.stripe_errors import StripeOutcomeUnknown
 from core.users import User
 from emulator.server import EmulatorServer
 from sessions.audit import Actor
-from sessions.booking import book, retry_booking
+from sessions.booking import book
+from sessions.booking_changes import retry_booking
 from sessions.catalog import count_seats
 from sessions.models import Booking
 from sessions.webhooks import on_checkout_paid
