@@ -23,6 +23,7 @@ from core.stripe_types import (
     BalanceTransaction,
     Charge,
     CheckoutSession,
+    Customer,
     Dispute,
     LoginLink,
     Page,
@@ -265,6 +266,7 @@ class StripeGateway:
         transfer_group: str,
         customer_email: str | None = None,
         client_reference_id: str | None = None,
+        customer: str | None = None,
         idempotency_key: str,
     ) -> CheckoutSession:
         # Separate charges and transfers: the charge lands on the platform,
@@ -288,6 +290,7 @@ class StripeGateway:
             expires_at=expires_at,
             customer_email=customer_email,
             client_reference_id=client_reference_id,
+            customer=customer,
         )
         raw = await self._call(
             lambda: self._v1.checkout.sessions.create_async(params, _write(idempotency_key))
@@ -543,3 +546,24 @@ class StripeGateway:
         options: RequestOptions | None = {"stripe_account": account} if account else None
         raw = await self._call(lambda: self._v1.events.retrieve_async(event_id, None, options))
         return StripeEvent.from_dict(raw)
+
+    # -- Customers ----------------------------------------------------------
+
+    async def create_customer(
+        self,
+        *,
+        email: str | None,
+        metadata: dict[str, str],
+        name: str | None = None,
+        idempotency_key: str,
+    ) -> Customer:
+        params = _params(email=email, name=name, metadata=metadata)
+        raw = await self._call(
+            lambda: self._v1.customers.create_async(params, _write(idempotency_key))
+        )
+        return Customer.from_dict(raw)
+
+    async def retrieve_customer(self, customer_id: str) -> Customer:
+        """A deleted customer comes back with ``deleted=True`` (Stripe answers 200)."""
+        raw = await self._call(lambda: self._v1.customers.retrieve_async(customer_id))
+        return Customer.from_dict(raw)

@@ -221,6 +221,7 @@ class CheckoutSession:
     expires_at: int
     metadata: dict[str, str]
     client_reference_id: str | None
+    customer_id: str | None = None
 
     @classmethod
     def from_dict(cls, d: Json) -> CheckoutSession:
@@ -235,6 +236,7 @@ class CheckoutSession:
             expires_at=int(d.get("expires_at") or 0),
             metadata=_metadata(d),
             client_reference_id=d.get("client_reference_id"),
+            customer_id=_id_of(d.get("customer")),
         )
 
 
@@ -440,4 +442,23 @@ class StripeEvent:
             data_object=obj,
             previous_attributes=prev if isinstance(prev, dict) else None,
             raw=dict(d),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    id: str
+    email: str | None
+    name: str | None
+    metadata: dict[str, str]
+    deleted: bool
+
+    @classmethod
+    def from_dict(cls, d: Json) -> Customer:
+        return cls(
+            id=str(d["id"]),
+            email=d.get("email"),
+            name=d.get("name"),
+            metadata=_metadata(d),
+            deleted=bool(d.get("deleted")),
         )

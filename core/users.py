@@ -37,6 +37,8 @@ class User(Base):
     display_name: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column()
     last_seen_at: Mapped[datetime] = mapped_column()
+    # The mentee's Stripe Customer (migration 0008), created on their first booking.
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
 
 
 def validate_sub(sub: str) -> str:

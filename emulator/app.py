@@ -21,6 +21,7 @@ from emulator.resources import (
     accounts,
     balance,
     checkout,
+    customers,
     disputes,
     events,
     payments,
@@ -66,7 +67,8 @@ class EmulatorApp:
         self.store.on_event = self.webhooks.event_created
         self.stats = Stats()
         self.api = Router()
-        for module in (accounts, checkout, payments, transfers, balance, events, disputes, payouts):
+        modules = (accounts, checkout, customers, payments, transfers, balance, events)
+        for module in (*modules, disputes, payouts):
             module.register(self.api)
         self.control = Router()
         control.register(self.control)

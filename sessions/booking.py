@@ -1,50 +1,61 @@
-"""Bookings: create (seat held under the session row lock), cancel, retry, list."""
+"""Booking a seat: the seat (the intent), then its Checkout Session, no lock held across Stripe.
+
+A booking that calls Stripe runs in three steps (the payouts' pattern):
+
+1. the intent, in a short transaction under the row locks that decide it
+   (the session's for a seat): a PENDING booking whose hold ends when its
+   Checkout Session will expire, ``checkout_session_id`` still empty;
+   committed. Its Checkout Session's key is ``checkout:<booking>:<attempt>``.
+2. the Stripe call, no lock held: a slow Stripe delays this request only,
+   never the other bookings of the session.
+3. the outcome, under the booking's lock only, re-checking that the booking
+   still waits for it.
+
+A retry after an unknown outcome (or a lost answer) finds the booking still
+waiting for its Checkout Session and replays step 2 with the same key:
+one Checkout Session, one seat.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, func, or_, select
-from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from connect.models import CoachProfile
 from core.clock import Clock
 from core.settings import Settings
-from core.stripe_errors import StripeRefused
+from core.stripe_errors import StripeAuthenticationError, StripeIdempotencyError, StripeRefused
 from core.stripe_gateway import StripeGateway, idempotency_key
 from sessions.audit import Actor, created, transition
-from sessions.catalog import count_seats, lock_session, seats_taken_filter
-from sessions.checkout import start_checkout
+from sessions.catalog import count_seats, lock_session
+from sessions.checkout import checkout_expiry, create_checkout, record_checkout
+from sessions.customers import ensure_customer
 from sessions.errors import (
     AlreadyBooked,
     BookingNotFound,
     BookingStateConflict,
-    NotYourBooking,
     SessionFull,
     SessionNotBookable,
+    SessionNotFound,
 )
-from sessions.models import (
-    ACTIVE_STATUSES,
-    Booking,
-    BookingStatus,
-    CoachingSession,
-    SessionStatus,
-)
+from sessions.models import ACTIVE_STATUSES, Booking, BookingStatus, CoachingSession, SessionStatus
 
 log = logging.getLogger(__name__)
 
 
-def _check_bookable(session: CoachingSession, now: datetime) -> None:
+def check_bookable(session: CoachingSession, mentee_id: int, now: datetime) -> None:
     if session.status != SessionStatus.PUBLISHED.value:
         raise SessionNotBookable("this session was cancelled")
     if session.starts_at <= now:
         raise SessionNotBookable("this session has already started")
+    if session.coach_id == mentee_id:
+        raise SessionNotBookable("a coach cannot book their own session")
 
 
-async def _check_seat(
+async def check_seat(
     db: AsyncSession, session: CoachingSession, now: datetime, exclude: int | None = None
 ) -> None:
     if session.capacity is None:
@@ -63,27 +74,19 @@ async def get_booking(db: AsyncSession, booking_id: int, *, lock: bool = False) 
     return row
 
 
-async def book(
-    db: AsyncSession,
-    *,
-    session_id: int,
-    mentee_id: int,
-    gateway: StripeGateway,
-    clock: Clock,
-    settings: Settings,
-    customer_email: str | None = None,
-) -> Booking:
-    """A PENDING booking holding a seat, with its Checkout Session (``checkout_url``).
+def waits_for_checkout(booking: Booking) -> bool:
+    """An open intent: PENDING, its Checkout Session asked for but not recorded yet."""
+    return booking.status == BookingStatus.PENDING and booking.checkout_session_id is None
 
-    Everything happens under the session's row lock, the Stripe call
-    included, so concurrent bookings of the last seat queue up and exactly
-    one wins. If Stripe fails, the caller rolls back and nothing is written.
-    """
-    now = clock.now()
+
+async def _take_seat(
+    db: AsyncSession, *, session_id: int, mentee_id: int, now: datetime, settings: Settings
+) -> tuple[Booking, bool]:
+    """Step 1 of ``book``: a new PENDING booking holding a seat, or the mentee's booking
+    still waiting for its Checkout Session (a retry). Under the session's row lock, so
+    concurrent bookings of the last seat queue up here (not behind Stripe) and one wins."""
     session = await lock_session(db, session_id)
-    _check_bookable(session, now)
-    if session.coach_id == mentee_id:
-        raise SessionNotBookable("a coach cannot book their own session")
+    check_bookable(session, mentee_id, now)
     existing = (
         await db.execute(
             select(Booking).where(
@@ -94,9 +97,8 @@ async def book(
         )
     ).scalar_one_or_none()
     if existing is not None:
-        if existing.status == BookingStatus.PENDING and (
-            existing.hold_expires_at is None or existing.hold_expires_at <= now
-        ):
+        held = existing.hold_expires_at is not None and existing.hold_expires_at > now
+        if existing.status == BookingStatus.PENDING and not held:
             # Its checkout has expired but Stripe's event has not come yet; a
             # payment arriving for it later is refunded automatically.
             await transition(
@@ -107,11 +109,12 @@ async def book(
                 cause="checkout_hold_expired",
                 at=now,
             )
+        elif waits_for_checkout(existing):
+            return existing, False
         else:
             raise AlreadyBooked(f"you already have booking {existing.id} for this session")
-    await _check_seat(db, session, now)
+    await check_seat(db, session, now)
     profile = await db.get(CoachProfile, session.coach_id)
-    fee_bps = profile.fee_bps if profile is not None else settings.platform_fee_bps
     booking = Booking(
         coaching_session_id=session.id,
         mentee_id=mentee_id,
@@ -119,8 +122,9 @@ async def book(
         status=BookingStatus.PENDING.value,
         amount=session.price,
         currency=session.currency,
-        fee_bps=fee_bps,
+        fee_bps=profile.fee_bps if profile is not None else settings.platform_fee_bps,
         attempt=1,
+        hold_expires_at=checkout_expiry(now, settings),
         amount_refunded=0,
         created_at=now,
         updated_at=now,
@@ -128,170 +132,102 @@ async def book(
     db.add(booking)
     await db.flush()
     await created(db, booking, actor=Actor.user(mentee_id, "mentee"), cause="booked", at=now)
-    await start_checkout(
-        booking,
-        session,
-        gateway=gateway,
-        settings=settings,
-        now=now,
-        customer_email=customer_email,
-    )
-    await db.flush()
-    return booking
+    return booking, True
 
 
-def _owned(booking: Booking, actor: Actor) -> None:
-    if actor.role == "admin":
-        return
-    if actor.user_id != booking.mentee_id:
-        raise NotYourBooking("this booking belongs to someone else")
-
-
-async def expire_checkout(gateway: StripeGateway, booking: Booking) -> str | None:
-    """Expire the booking's open Checkout Session; returns Stripe's status of it."""
-    if booking.checkout_session_id is None:
-        return None
-    try:
-        cs = await gateway.expire_checkout_session(
-            booking.checkout_session_id,
-            idempotency_key=idempotency_key("checkout-expire", booking.id, booking.attempt),
-        )
-        return cs.status
-    except StripeRefused:
-        # Not open any more: it expired or completed; ask which.
-        cs = await gateway.retrieve_checkout_session(booking.checkout_session_id)
-        return "paid" if cs.payment_status == "paid" else cs.status
-
-
-async def cancel_booking(
-    db: AsyncSession, *, booking_id: int, actor: Actor, gateway: StripeGateway, clock: Clock
-) -> Booking:
-    """Cancel before payment (PENDING or FAILED); the seat is freed at once."""
-    booking = await get_booking(db, booking_id, lock=True)
-    _owned(booking, actor)
-    if booking.status not in (BookingStatus.PENDING, BookingStatus.FAILED):
-        raise BookingStateConflict(f"a {booking.status} booking cannot be cancelled")
-    if await expire_checkout(gateway, booking) == "paid":
-        raise BookingStateConflict("this booking has just been paid; ask for a refund instead")
-    await transition(
-        db,
-        booking,
-        BookingStatus.CANCELLED.value,
-        actor=actor,
-        cause="cancelled_by_user",
-        at=clock.now(),
-    )
-    return booking
-
-
-async def retry_booking(
+async def book(
     db: AsyncSession,
     *,
-    booking_id: int,
-    actor: Actor,
+    session_id: int,
+    mentee_id: int,
     gateway: StripeGateway,
     clock: Clock,
     settings: Settings,
 ) -> Booking:
-    """After a failed payment: a new Checkout Session, back to PENDING (seat re-checked)."""
-    now = clock.now()
-    peek = await get_booking(db, booking_id)
-    _owned(peek, actor)
-    session = await lock_session(db, peek.coaching_session_id)
-    booking = await get_booking(db, booking_id, lock=True)
-    if booking.status != BookingStatus.FAILED:
-        raise BookingStateConflict(f"only a failed booking can be retried (it is {booking.status})")
-    _check_bookable(session, now)
-    await _check_seat(db, session, now, exclude=booking.id)
-    if await expire_checkout(gateway, booking) == "paid":
-        raise BookingStateConflict("the previous attempt has just been paid")
-    booking.attempt += 1
-    await start_checkout(booking, session, gateway=gateway, settings=settings, now=now)
-    await transition(
-        db,
-        booking,
-        BookingStatus.PENDING.value,
-        actor=actor,
-        cause="retry",
-        at=now,
-        detail={"attempt": booking.attempt, "checkout_session_id": booking.checkout_session_id},
-    )
-    return booking
+    """A PENDING booking holding a seat, with its Checkout Session (``checkout_url``).
 
-
-@dataclass(frozen=True, slots=True)
-class BookingView:
-    booking: Booking
-    session: CoachingSession
-    # To book the same coach again: their next session this mentee can book, if any.
-    next_session_id: int | None
-
-
-async def _next_sessions(
-    db: AsyncSession, *, coach_ids: set[int], mentee_id: int, now: datetime
-) -> dict[int, int]:
-    """Per coach, the earliest session ahead that this mentee could book now.
-
-    Not a full one, and not one the mentee already holds: offering either
-    would only lead to a 409.
-    """
-    if not coach_ids:
-        return {}
-    taken = (
-        select(func.count())
-        .select_from(Booking)
-        .where(
-            Booking.coaching_session_id == CoachingSession.id,
-            seats_taken_filter(now),  # type: ignore[arg-type]
-        )
-        .scalar_subquery()
-    )
-    held = exists().where(
-        Booking.coaching_session_id == CoachingSession.id,
-        Booking.mentee_id == mentee_id,
-        Booking.status.in_([s.value for s in ACTIVE_STATUSES]),
-    )
-    found = await db.execute(
-        select(CoachingSession.coach_id, CoachingSession.id)
-        .where(
-            CoachingSession.coach_id.in_(coach_ids),
-            CoachingSession.starts_at > now,
-            CoachingSession.status == SessionStatus.PUBLISHED.value,
-            or_(CoachingSession.capacity.is_(None), taken < CoachingSession.capacity),
-            ~held,
-        )
-        .order_by(CoachingSession.coach_id, CoachingSession.starts_at, CoachingSession.id)
-        .ext(distinct_on(CoachingSession.coach_id))
-    )
-    return {coach: sid for coach, sid in found.all()}
-
-
-async def list_bookings(
-    db: AsyncSession, *, mentee_id: int, clock: Clock, limit: int = 100
-) -> tuple[list[BookingView], list[BookingView]]:
-    """(upcoming soonest first, past latest first), at most ``limit`` of each.
-
-    Upcoming: active bookings of sessions not yet started; past: the rest
-    (sessions that started, and cancelled or refunded bookings). Read apart,
-    so a long history cannot push the upcoming bookings out of the page.
+    Commits the seat (step 1) before calling Stripe; the caller commits the
+    outcome. Stripe's outcome unknown: the seat stays held until the hold
+    ends, and the same request again replays the same Checkout Session.
     """
     now = clock.now()
-    base = (
-        select(Booking, CoachingSession)
-        .join(CoachingSession, CoachingSession.id == Booking.coaching_session_id)
-        .where(Booking.mentee_id == mentee_id)
+    # Checked before a Customer is made for a booking that cannot be; again under the lock.
+    peek = await db.get(CoachingSession, session_id)
+    if peek is None:
+        raise SessionNotFound(f"coaching session {session_id} does not exist")
+    check_bookable(peek, mentee_id, now)
+    customer = await ensure_customer(db, user_id=mentee_id, gateway=gateway)
+    for last_try in (False, True):
+        booking, fresh = await _take_seat(
+            db, session_id=session_id, mentee_id=mentee_id, now=now, settings=settings
+        )
+        await db.commit()
+        try:
+            return await open_checkout(
+                db, booking, gateway=gateway, settings=settings, customer=customer, now=now
+            )
+        except StripeRefused as exc:
+            if isinstance(exc, StripeIdempotencyError | StripeAuthenticationError):
+                raise  # says nothing of whether the first request made a session: keep the seat
+            # Refused, so this key made no Checkout Session: the seat goes back. A replay
+            # refused (its hold too short for Stripe by now) is booked afresh, once.
+            await give_up_seat(db, booking, now=now, error=exc)
+            await db.commit()
+            if last_try or fresh:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def give_up_seat(
+    db: AsyncSession,
+    booking: Booking,
+    *,
+    now: datetime,
+    error: StripeRefused,
+    to: BookingStatus = BookingStatus.CANCELLED,
+) -> None:
+    """Stripe refused this attempt's Checkout Session: the booking stops waiting for it
+    (a new booking is cancelled, a retry goes back to FAILED)."""
+    locked = await get_booking(db, booking.id, lock=True)
+    if waits_for_checkout(locked) and locked.attempt == booking.attempt:
+        await transition(
+            db, locked, to.value, actor=Actor.system(), cause="checkout_refused", at=now,
+            detail={"error": error.message[:500], "attempt": booking.attempt},
+        )  # fmt: skip
+
+
+async def open_checkout(
+    db: AsyncSession,
+    booking: Booking,
+    *,
+    gateway: StripeGateway,
+    settings: Settings,
+    customer: str | None,
+    now: datetime,
+) -> Booking:
+    """Steps 2 and 3: the Checkout Session at Stripe (no lock held), then on the booking."""
+    session = await db.get(CoachingSession, booking.coaching_session_id)
+    assert session is not None
+    attempt = booking.attempt
+    # No transaction open across the call: the read above ends with the commit below.
+    await db.commit()
+    cs = await create_checkout(
+        booking, session, gateway=gateway, settings=settings, customer=customer
     )
-    ahead = (CoachingSession.starts_at > now) & Booking.status.in_(
-        [s.value for s in ACTIVE_STATUSES]
-    )
-    soonest = (CoachingSession.starts_at, Booking.id)
-    latest = (CoachingSession.starts_at.desc(), Booking.id.desc())
-    upcoming = (await db.execute(base.where(ahead).order_by(*soonest).limit(limit))).all()
-    past = (await db.execute(base.where(~ahead).order_by(*latest).limit(limit))).all()
-    nexts = await _next_sessions(
-        db, coach_ids={s.coach_id for _, s in [*upcoming, *past]}, mentee_id=mentee_id, now=now
-    )
-    return (
-        [BookingView(b, s, nexts.get(s.coach_id)) for b, s in upcoming],
-        [BookingView(b, s, nexts.get(s.coach_id)) for b, s in past],
-    )
+    locked = await get_booking(db, booking.id, lock=True)
+    if locked.checkout_session_id == cs.id:
+        return locked  # a concurrent replay recorded it
+    if waits_for_checkout(locked) and locked.attempt == attempt:
+        record_checkout(locked, cs)
+        await db.flush()
+        return locked
+    # Cancelled (or retried) while Stripe worked: this session is for nothing. Closed
+    # at Stripe, lock released first; a payment that still lands is refunded.
+    await db.rollback()
+    try:
+        await gateway.expire_checkout_session(
+            cs.id, idempotency_key=idempotency_key("checkout-expire", booking.id, attempt)
+        )
+    except Exception:  # best effort: the automatic refund covers a payment anyway
+        log.warning("could not expire checkout %s of booking %s", cs.id, booking.id)
+    raise BookingStateConflict(f"booking {booking.id} changed while its checkout was opened")

@@ -1,12 +1,12 @@
 """Cancelling a coaching session: no new bookings, unpaid ones closed, paid ones refunded.
 
 The cancellation commits on its own first, with the earnings of its paid
-bookings kept from release (``OWED_REFUND_HOLD``); then each booking is settled in a
-transaction of its own (at most one Stripe call each), so a crash or a Stripe
-outage half-way leaves the rest owed, and ``settle_owed`` (called right after
-the cancellation, and by a job) finds them again. Each refund's idempotency key
-is fixed by what the booking had refunded before, so a settle run twice, or two
-processes settling at once (serialised on the booking's row lock), refund once.
+bookings kept from release (``OWED_REFUND_HOLD``); then each booking is settled on
+its own (at most one Stripe call each, no row lock held across it), so a crash
+or a Stripe outage half-way leaves the rest owed, and ``settle_owed`` (called
+right after the cancellation, and by a job) finds them again. Each refund is a
+refund intent committed before the call (sessions/refund_intents.py): a settle
+run twice, or two processes settling at once, replay its key and refund once.
 """
 
 from __future__ import annotations
@@ -21,20 +21,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.clock import Clock
 from core.errors import Conflict
-from core.stripe_errors import (
-    StripeAuthenticationError,
-    StripeIdempotencyError,
-    StripeOutcomeUnknown,
-)
-from core.stripe_gateway import StripeGateway, idempotency_key
+from core.stripe_errors import StripeOutcomeUnknown
+from core.stripe_gateway import StripeGateway
+from sessions import refund_intents as intents
 from sessions.audit import Actor, transition
-from sessions.booking import expire_checkout, get_booking
+from sessions.booking import get_booking
+from sessions.booking_changes import expire_checkout
 from sessions.catalog import lock_session
 from sessions.earnings import OWED_REFUND_HOLD
 from sessions.errors import SessionNotCancellable, SessionNotFound
-from sessions.models import BookingStatus, CoachingSession, SessionStatus
+from sessions.models import Booking, BookingStatus, CoachingSession, SessionStatus
 from sessions.refund_failures import FAILED_STATUSES
-from sessions.refunds import REFUNDABLE, failed_refunds, refund_at_stripe
+from sessions.refund_sending import carry_out
+from sessions.refunds import REFUNDABLE
 
 log = logging.getLogger(__name__)
 
@@ -138,55 +137,78 @@ async def bookings_owed(
     return [r[0] for r in rows]
 
 
+_AUTO = intents.Ask(
+    source="auto", requested=None, reason="session_cancelled", actor_user_id=None, client_key=None
+)
+
+
 async def settle_booking(
     db: AsyncSession, *, booking_id: int, gateway: StripeGateway, clock: Clock
 ) -> Outcome:
-    """Close an unpaid booking of a cancelled session, or refund what remains of a paid one."""
-    booking = await get_booking(db, booking_id, lock=True)
+    """Close an unpaid booking of a cancelled session, or refund what remains of a paid one.
+
+    Commits before each Stripe call (no row lock held across it); the caller
+    commits the outcome."""
+    booking = await get_booking(db, booking_id)
     session = await db.get(CoachingSession, booking.coaching_session_id)
     if session is None or session.status != SessionStatus.CANCELLED.value:
         return "nothing"
     now = clock.now()
     if booking.status in UNPAID:
-        # An open Checkout closed now cannot be paid; one paid meanwhile is
-        # refunded by the payment's own webhook (the session is cancelled).
-        if await expire_checkout(gateway, booking) == "paid":
-            return "nothing"
-        await transition(
-            db, booking, BookingStatus.CANCELLED.value, actor=Actor.system(),
-            cause="session_cancelled", at=now,
-        )  # fmt: skip
-        return "closed"
-    remaining = booking.amount - booking.amount_refunded
-    if booking.status not in REFUNDABLE or remaining <= 0 or booking.payment_intent_id is None:
-        return "nothing"
-    failed = await failed_refunds(db, booking.id)
+        return await _close_unpaid(db, booking, gateway=gateway, now=now)
+
+    async def new_amount(locked: Booking) -> int | None:
+        remaining = locked.amount - locked.amount_refunded
+        if locked.status not in REFUNDABLE or remaining <= 0 or locked.payment_intent_id is None:
+            return None
+        return remaining
+
     try:
-        await refund_at_stripe(
+        answer = await carry_out(
             db,
-            booking,
-            amount=remaining,
+            booking_id,
+            _AUTO,
             actor=Actor.system(),
-            source="auto",
-            reason="session_cancelled",
-            metadata={"booking_id": str(booking.id), "source": "session_cancelled"},
-            key=idempotency_key(
-                "refund", booking.id, "session-cancelled", booking.amount_refunded, failed
-            ),
+            authorize=lambda _: None,
+            new_amount=new_amount,
             gateway=gateway,
             now=now,
         )
+    except intents.RefundInProgress as exc:
+        # A refund someone asked for is being made: settled on a later run.
+        raise StripeOutcomeUnknown(str(exc)) from exc
     except Conflict as exc:
-        if isinstance(exc.__cause__, StripeAuthenticationError | StripeIdempotencyError):
-            # Our key or our request, not the charge: nothing for finance, retry later.
-            raise StripeOutcomeUnknown(f"refund not made: {exc}") from exc
         log.warning("refund of booking %s (session cancelled) refused: %s", booking.id, exc)
+        locked = await get_booking(db, booking_id, lock=True)
         await transition(
-            db, booking, booking.status, actor=Actor.system(), cause=REFUSED_CAUSE, at=now,
+            db, locked, locked.status, actor=Actor.system(), cause=REFUSED_CAUSE, at=now,
             detail={"error": str(exc)[:500]},
         )  # fmt: skip
         return "refused"
-    return "refunded"
+    if answer is None:
+        return "nothing"
+    # Each refund is reported by one run: the one that booked it, or (booked by its
+    # webhook first) the one that made it; a run that replayed another's is silent.
+    made_here = not answer.replayed and answer.refund.source == "stripe"
+    return "refunded" if answer.booked or made_here else "nothing"
+
+
+async def _close_unpaid(
+    db: AsyncSession, booking: Booking, *, gateway: StripeGateway, now: datetime
+) -> Outcome:
+    # An open Checkout closed now cannot be paid; one paid meanwhile is
+    # refunded by the payment's own webhook (the session is cancelled).
+    await db.commit()
+    if await expire_checkout(gateway, booking) == "paid":
+        return "nothing"
+    locked = await get_booking(db, booking.id, lock=True)
+    if locked.status not in UNPAID or locked.attempt != booking.attempt:
+        return "nothing"  # paid or retried meanwhile: the next run looks again
+    await transition(
+        db, locked, BookingStatus.CANCELLED.value, actor=Actor.system(),
+        cause="session_cancelled", at=now,
+    )  # fmt: skip
+    return "closed"
 
 
 async def settle_owed(
@@ -206,10 +228,11 @@ async def settle_owed(
         owed = await bookings_owed(db, session_id=session_id, limit=limit)
     for booking_id in owed:
         try:
-            async with factory() as db, db.begin():
+            async with factory() as db:
                 outcome = await settle_booking(
                     db, booking_id=booking_id, gateway=gateway, clock=clock
                 )
+                await db.commit()
         except StripeOutcomeUnknown:
             report.waiting.append(booking_id)
             continue

@@ -1,4 +1,5 @@
-"""Coaching sessions, bookings, their audit trail and refunds. Schema: migration 0004."""
+"""Coaching sessions, bookings, their audit trail, refunds (migration 0004) and refund
+intents (0008)."""
 
 from __future__ import annotations
 
@@ -117,3 +118,34 @@ class Refund(Base):
     status: Mapped[str] = mapped_column(String(16))
     ledger_transaction_id: Mapped[int | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column()
+
+
+class IntentStatus(StrEnum):
+    OPEN = "open"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class RefundIntent(Base):
+    """A refund asked of Stripe, recorded (and committed) before the call.
+
+    The Stripe idempotency key is derived from its id, so every replay of the
+    same request sends the same key and Stripe answers with the same refund.
+    """
+
+    __tablename__ = "refund_intents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"))
+    source: Mapped[str] = mapped_column(String(16))  # api / auto
+    requested_amount: Mapped[int | None] = mapped_column()  # None: all that remains
+    amount: Mapped[int] = mapped_column()
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor_user_id: Mapped[int | None] = mapped_column()
+    client_key: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default=IntentStatus.OPEN.value)
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column()
+    settled_at: Mapped[datetime | None] = mapped_column()

@@ -4,6 +4,16 @@ Decisions are taken under the coaching session's row lock, then the
 booking's, the same order ``book`` uses, so a payment and a booking of the
 last seat cannot both win. Everything is keyed on Stripe ids, so a second
 delivery of the same payment changes nothing.
+
+No Stripe call happens under those locks (every booking of the session
+waits on the first): the charge's fee is read first, and a payment to
+refund is decided on a plain read and refunded at Stripe before the locks
+are taken (the PaymentIntent is the intent: ``auto-refund:<pi>``, one
+refund per payment whoever sends it). Under the locks the decision is
+taken again: a refund already made is booked whatever it says now (the
+money went back); a refusal seen only under the locks (the booking or the
+session cancelled in between) raises ``PaymentNeedsRefund``, and the
+event's retry refunds it, lock-free.
 """
 
 from __future__ import annotations
@@ -16,10 +26,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import Clock
+from core.errors import Conflict
 from core.money import refund_split
 from core.settings import Settings
 from core.stripe_gateway import StripeGateway
 from core.stripe_types import BalanceTransaction, PaymentIntent
+from core.stripe_types import Refund as StripeRefund
 from ledger.accounts import Kind
 from sessions.audit import Actor, transition
 from sessions.booking import get_booking
@@ -32,6 +44,11 @@ log = logging.getLogger(__name__)
 
 Outcome = Literal["paid", "already", "refunded", "ignored"]
 _DONE = (BookingStatus.PAID, BookingStatus.PARTIALLY_REFUNDED, BookingStatus.REFUNDED)
+
+
+class PaymentNeedsRefund(Conflict):
+    """Under the locks a payment turned out to need a refund that the plain read did not
+    foresee; the webhook is retried, and its next run refunds with no lock held."""
 
 
 async def _balance_txn(gateway: StripeGateway, pi: PaymentIntent) -> BalanceTransaction | None:
@@ -104,6 +121,13 @@ async def _refusal(
     return "seat_taken" if taken >= session.capacity else None
 
 
+async def _already(db: AsyncSession, booking: Booking, pi: PaymentIntent) -> bool:
+    if booking.payment_intent_id == pi.id and booking.status in _DONE:
+        return True
+    auto = (await db.execute(select(Refund.id).where(Refund.payment_intent_id == pi.id))).first()
+    return auto is not None and booking.payment_intent_id != pi.id  # a duplicate refunded before
+
+
 async def record_payment(
     db: AsyncSession,
     *,
@@ -116,19 +140,29 @@ async def record_payment(
 ) -> Outcome:
     """Honour a succeeded payment, or refund it automatically when the booking cannot be."""
     now = clock.now()
+    bt = await _balance_txn(gateway, pi)
     peek = await get_booking(db, booking_id)
+    refund: StripeRefund | None = None
+    foreseen: str | None = None
+    if not await _already(db, peek, pi):
+        seen = await db.get(CoachingSession, peek.coaching_session_id)
+        assert seen is not None
+        foreseen = await _refusal(db, peek, seen, pi, now)
+        if foreseen is not None:
+            refund = await refund_payment(gateway, peek, pi, reason=foreseen)
     session = await lock_session(db, peek.coaching_session_id)
     booking = await get_booking(db, booking_id, lock=True)
-    if booking.payment_intent_id == pi.id and booking.status in _DONE:
+    if await _already(db, booking, pi):
         return "already"
-    auto = (await db.execute(select(Refund.id).where(Refund.payment_intent_id == pi.id))).first()
-    if auto is not None and booking.payment_intent_id != pi.id:
-        return "already"  # a duplicate payment refunded before
     reason = await _refusal(db, booking, session, pi, now)
-    bt = await _balance_txn(gateway, pi)
-    if reason is not None:
-        await auto_refund(db, booking, pi, bt, reason=reason, gateway=gateway, now=now, cause=cause)
+    if refund is not None:
+        # Refunded on the plain read's reason; if the locks now say "honour" (a seat freed
+        # meanwhile) the money is back with the mentee all the same, so it is booked so.
+        why = reason or foreseen or "refunded"
+        await auto_refund(db, booking, pi, bt, refund, reason=why, now=now, cause=cause)
         return "refunded"
+    if reason is not None:
+        raise PaymentNeedsRefund(f"payment {pi.id} of booking {booking.id}: {reason}")
     payment, parts = await post_payment(
         db, booking, gross=pi.amount, payment_intent_id=pi.id, charge_id=pi.latest_charge_id, at=now
     )
@@ -158,25 +192,34 @@ async def record_payment(
     return "paid"
 
 
+async def refund_payment(
+    gateway: StripeGateway, booking: Booking, pi: PaymentIntent, *, reason: str
+) -> StripeRefund:
+    """The whole payment refunded at Stripe; one refund per payment (its key is the
+    PaymentIntent's, and every parameter is the payment's), whoever asks and however often.
+    The metadata keeps the first reason only in the refund Stripe made first."""
+    return await gateway.create_refund(
+        payment_intent=pi.id,
+        amount=None,
+        metadata={"booking_id": str(booking.id), "source": "auto"},
+        reason="duplicate" if reason == "duplicate_payment" else None,
+        idempotency_key=f"auto-refund:{pi.id}",
+    )
+
+
 async def auto_refund(
     db: AsyncSession,
     booking: Booking,
     pi: PaymentIntent,
     bt: BalanceTransaction | None,
+    refund: StripeRefund,
     *,
     reason: str,
-    gateway: StripeGateway,
     now: datetime,
     cause: str,
 ) -> None:
-    """Refund a payment we cannot honour, and book both so the ledger matches Stripe."""
-    refund = await gateway.create_refund(
-        payment_intent=pi.id,
-        amount=None,
-        metadata={"booking_id": str(booking.id), "reason": reason, "source": "auto"},
-        reason="duplicate" if reason == "duplicate_payment" else None,
-        idempotency_key=f"auto-refund:{pi.id}",
-    )
+    """Book a payment we could not honour and its refund, so the ledger matches Stripe.
+    The caller holds the session's and the booking's locks."""
     # The split uses the booking's fee rate; the payment is posted too, so the
     # coach's pending account goes -share then +share and ends where it was.
     await post_payment(

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Router, get, post
+from litestar import Request, Response, Router, get, post
 from litestar.params import Parameter
 
 from api.deps import AppCtx, AuthUser, DbSession, read_json, require_role
@@ -14,9 +14,10 @@ from api.openapi_errors import REQUEST_BODY
 from api.routes.sessions import BookingCreated, booking_created
 from core.money import MAX_AMOUNT
 from core.users import Role
-from sessions import booking as svc
+from sessions import booking_changes as svc
+from sessions import booking_list
 from sessions.audit import Actor
-from sessions.refunds import MAX_REASON, PLAIN_TEXT, refund_booking
+from sessions.refunds import MAX_REASON, PLAIN_TEXT, request_refund
 
 Id = Annotated[int, Parameter(gt=0, le=2**63 - 1)]
 
@@ -61,7 +62,7 @@ class BookingList(msgspec.Struct):
     past: list[BookingOut]
 
 
-def _out(v: svc.BookingView) -> BookingOut:
+def _out(v: booking_list.BookingView) -> BookingOut:
     b, s = v.booking, v.session
     return BookingOut(
         id=b.id,
@@ -89,7 +90,9 @@ def _actor(user: AuthUser) -> Actor:
 
 @get("/bookings", guards=[require_role(Role.MENTEE)])
 async def list_bookings(db: DbSession, current_user: AuthUser, ctx: AppCtx) -> BookingList:
-    upcoming, past = await svc.list_bookings(db, mentee_id=current_user.id, clock=ctx.clock)
+    upcoming, past = await booking_list.list_bookings(
+        db, mentee_id=current_user.id, clock=ctx.clock
+    )
     return BookingList([_out(v) for v in upcoming], [_out(v) for v in past])
 
 
@@ -140,13 +143,16 @@ async def refund(
     db: DbSession,
     current_user: AuthUser,
     ctx: AppCtx,
-) -> RefundOut:
+) -> Response[RefundOut]:
     """Full (no amount) or partial refund: the mentee within the window, the coach or an admin.
 
-    Send an ``Idempotency-Key`` header to make retrying the same request safe.
+    Retrying the same request never refunds twice: with the same ``Idempotency-Key``
+    header (and body), or without one, the same amount and reason by the same person
+    within an hour. A retry answers the first refund with ``Idempotent-Replayed: true``.
+    To refund the same amount twice on purpose, send a new ``Idempotency-Key`` each time.
     """
     data = await _refund_request(request)
-    row = await refund_booking(
+    answer = await request_refund(
         db,
         booking_id=booking_id,
         actor=_actor(current_user),
@@ -156,7 +162,8 @@ async def refund(
         clock=ctx.clock,
         client_key=request.headers.get("idempotency-key"),
     )
-    return RefundOut(
+    row = answer.refund
+    out = RefundOut(
         id=row.id,
         booking_id=row.booking_id,
         stripe_refund_id=row.stripe_refund_id,
@@ -166,6 +173,8 @@ async def refund(
         coach_part=row.coach_part,
         status=row.status,
     )
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    return Response(out, status_code=201, headers=headers)
 
 
 router = Router(path="/v1", route_handlers=[list_bookings, cancel_booking, retry_booking, refund])

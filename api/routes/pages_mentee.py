@@ -26,7 +26,7 @@ from api.routes.pages_base import (
 )
 from core.money import currency_exponent
 from core.users import provision_user
-from sessions.booking import list_bookings
+from sessions.booking_list import list_bookings
 from sessions.catalog import list_sessions
 from sessions.errors import BookingNotFound
 from sessions.models import ACTIVE_STATUSES

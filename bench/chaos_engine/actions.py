@@ -22,7 +22,8 @@ from core.inbox import HandlerContext
 from payouts.errors import SimulatedCrash
 from payouts.jobs import run_cycle
 from sessions.audit import Actor
-from sessions.booking import book, cancel_booking, retry_booking
+from sessions.booking import book
+from sessions.booking_changes import cancel_booking, retry_booking
 from sessions.cancellation import cancel_session, settle_owed
 from sessions.refunds import refund_booking
 
@@ -72,7 +73,7 @@ async def a_book(run: Run) -> str | None:
     # Mostly what a person would pick; now and then a session that refuses them.
     session_id = upcoming[0] if upcoming and rng.random() < 0.9 else rng.choice(w.sessions)
     mentee = rng.choice(w.mentees)
-    async with w.factory() as db, db.begin():
+    async with w.factory() as db:  # the service commits its intent itself
         booking = await book(
             db,
             session_id=session_id,
@@ -81,6 +82,7 @@ async def a_book(run: Run) -> str | None:
             clock=w.clock,
             settings=w.settings,
         )
+        await db.commit()
         checkout = booking.checkout_session_id
     if rng.random() < 0.8:
         body = {"outcome": rng.choice(_PAY_OUTCOMES)}
@@ -119,7 +121,7 @@ async def a_retry(run: Run) -> str | None:
     if row is None:
         return "idle"
     w = run.world
-    async with w.factory() as db, db.begin():
+    async with w.factory() as db:  # the service commits its intent itself
         await retry_booking(
             db,
             booking_id=row[0],
@@ -128,6 +130,7 @@ async def a_retry(run: Run) -> str | None:
             clock=w.clock,
             settings=w.settings,
         )
+        await db.commit()
 
 
 async def a_cancel(run: Run) -> str | None:
@@ -135,7 +138,7 @@ async def a_cancel(run: Run) -> str | None:
     if row is None:
         return "idle"
     w = run.world
-    async with w.factory() as db, db.begin():
+    async with w.factory() as db:  # the service commits its intent itself
         await cancel_booking(
             db,
             booking_id=row[0],
@@ -143,6 +146,7 @@ async def a_cancel(run: Run) -> str | None:
             gateway=run.gateway,  # type: ignore[arg-type]
             clock=w.clock,
         )
+        await db.commit()
 
 
 _PAID = (
@@ -157,7 +161,7 @@ async def a_refund(run: Run) -> str | None:
         return "idle"
     rng, w = run.plan.rng, run.world
     amount = None if rng.random() < 0.5 or row[2] < 2 else rng.randint(1, row[2] - 1)
-    async with w.factory() as db, db.begin():
+    async with w.factory() as db:  # the service commits its intent itself
         await refund_booking(
             db,
             booking_id=row[0],
@@ -166,6 +170,7 @@ async def a_refund(run: Run) -> str | None:
             gateway=run.gateway,  # type: ignore[arg-type]
             clock=w.clock,
         )
+        await db.commit()
 
 
 async def a_dashboard_refund(run: Run) -> str | None:

@@ -16,7 +16,7 @@ from emulator.forms import (
     missing,
 )
 from emulator.lists import list_object
-from emulator.resources import payments
+from emulator.resources import customers, payments
 from emulator.resources.common import equals, fetch, list_response, only_params, render
 from emulator.router import Ctx, Router
 from emulator.store import Obj, Store, clone
@@ -169,6 +169,17 @@ def create_session(ctx: Ctx) -> Obj:
         "receipt_email": get_str(pi_data, "receipt_email"),
         "statement_descriptor": get_str(pi_data, "statement_descriptor"),
     }
+    customer_id = get_str(params, "customer")
+    customer_email = get_str(params, "customer_email")
+    if customer_id is not None:
+        if customer_email is not None:
+            raise StripeError(
+                "You may only specify one of these parameters: customer, customer_email.",
+                code="parameter_invalid",
+                param="customer_email",
+            )
+        # Checkout shows the customer's saved cards and prefills their email.
+        customers.find(store, customer_id, "customer")
     client_reference_id = get_str(params, "client_reference_id")
     if client_reference_id is not None and len(client_reference_id) > 200:
         raise StripeError(
@@ -191,10 +202,10 @@ def create_session(ctx: Ctx) -> Obj:
         "client_secret": None,
         "created": now,
         "currency": currency,
-        "customer": get_str(params, "customer"),
+        "customer": customer_id,
         "customer_creation": "if_required",
         "customer_details": None,
-        "customer_email": get_str(params, "customer_email"),
+        "customer_email": customer_email,
         "expires_at": expires_at,
         "invoice": None,
         "livemode": False,
@@ -289,7 +300,7 @@ OUTCOMES = ("succeeded", "failed", "async_pending", "async_succeeded", "async_fa
 def pay(store: Store, session: Obj, outcome: str, email: str | None) -> Obj:
     if outcome not in OUTCOMES:
         raise ControlError(f"outcome must be one of {', '.join(OUTCOMES)}")
-    email = email or session["customer_email"] or "mentee@example.com"
+    email = email or session["customer_email"] or _customer_email(store, session)
     waiting = session["status"] == "complete" and session["payment_status"] == "unpaid"
     if outcome in ("async_succeeded", "async_failed") and waiting:
         intent = store.payment_intents[session["payment_intent"]]
@@ -332,6 +343,11 @@ def pay(store: Store, session: Obj, outcome: str, email: str | None) -> Obj:
     return session
 
 
+def _customer_email(store: Store, session: Obj) -> str:
+    customer = customers.table(store).get(session["customer"] or "")
+    return (customer or {}).get("email") or "mentee@example.com"
+
+
 def _intent_for(store: Store, session: Obj, email: str) -> Obj:
     """The session's PaymentIntent; a retry after a decline reuses it, as Checkout does."""
     if session["payment_intent"] is not None:
@@ -344,5 +360,7 @@ def _intent_for(store: Store, session: Obj, email: str) -> Obj:
         settings=settings,
         email=email,
     )
+    # The session's customer pays: Stripe puts them on the PaymentIntent too.
+    intent["customer"] = session["customer"]
     session["payment_intent"] = intent["id"]
     return intent

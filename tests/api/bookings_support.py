@@ -174,7 +174,14 @@ async def audit(engine: AsyncEngine, booking_id: int) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in rows]
 
 
-_TABLES = ("bookings", "booking_events", "refunds", "ledger_transactions", "ledger_entries")
+_TABLES = (
+    "bookings",
+    "booking_events",
+    "refunds",
+    "refund_intents",
+    "ledger_transactions",
+    "ledger_entries",
+)
 
 
 async def snapshot(engine: AsyncEngine, stripe: Stripe) -> dict[str, Any]:

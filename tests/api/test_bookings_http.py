@@ -741,3 +741,68 @@ async def test_booking_oversized_body_is_413_and_writes_nothing(
     )
     assert r.status_code == 413, r.text
     assert await snapshot(engine, stripe) == before
+
+
+# ---- retries: the same request never pays or refunds twice -----------------------------------
+
+
+async def test_a_retried_refund_answers_the_first_and_a_reused_key_with_another_body_is_422(
+    client: Client,
+    stripe: Stripe,
+    coach: Headers,
+    tokens: Tokens,
+    clock: FrozenClock,
+    engine: AsyncEngine,
+) -> None:
+    me = mentee(tokens)
+    paid = await paid_booking(client, stripe, (await publish(client, coach, clock))["id"], me)
+    url = f"/v1/bookings/{paid['id']}/refund"
+    keyed = {**me, "Idempotency-Key": "refund-a"}
+    first = await client.post(url, json={"amount": 1500}, headers=keyed)
+    assert first.status_code == 201 and "idempotent-replayed" not in first.headers, first.text
+    again = await client.post(url, json={"amount": 1500}, headers=keyed)
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    before = await snapshot(engine, stripe)
+    for body in ({"amount": 1600}, {"amount": 1500, "reason": "changed my mind"}):
+        r = await client.post(url, json=body, headers=keyed)
+        assert r.status_code == 422 and r.json()["error"] == "IdempotencyKeyReused", r.text
+    assert await snapshot(engine, stripe) == before
+    # Without a key: the same amount again soon is the same request (the answer may
+    # have been lost); a new key is how to refund the same amount twice on purpose.
+    plain = await client.post(url, json={"amount": 700}, headers=me)
+    replay = await client.post(url, json={"amount": 700}, headers=me)
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json()["id"] == plain.json()["id"]
+    second = await client.post(url, json={"amount": 700}, headers={**me, "Idempotency-Key": "b"})
+    assert second.status_code == 201 and second.json()["id"] != plain.json()["id"]
+    assert sorted(r["amount"] for r in stripe.refunds_of(_pi(stripe, paid))) == [700, 700, 1500]
+
+
+async def test_a_booking_retried_after_stripe_s_answer_was_lost_is_the_same_booking(
+    client: Client,
+    stripe: Stripe,
+    coach: Headers,
+    tokens: Tokens,
+    clock: FrozenClock,
+    engine: AsyncEngine,
+) -> None:
+    me = mentee(tokens)
+    session_id = (await publish(client, coach, clock))["id"]
+    stripe.emulator.control(
+        "POST",
+        "faults/next",
+        {"path_prefix": "/v1/checkout/sessions", "method": "POST", "faults": ["drop_after_commit"]},
+    )
+    lost = await client.post(f"/v1/sessions/{session_id}/bookings", headers=me)
+    assert lost.status_code == 503, lost.text
+    retried = await book(client, session_id, me)
+    with stripe.emulator.state.lock:
+        made = [
+            cs["id"]
+            for cs in stripe.emulator.state.checkout_sessions.values()
+            if cs["metadata"].get("coaching_session_id") == str(session_id)
+        ]
+    assert made == [retried["checkout_session_id"]]
+    row = await booking_row(client, retried["id"], me)
+    assert row["status"] == "pending" and row["checkout_url"] == retried["checkout_url"]

@@ -217,9 +217,12 @@ async def count(db: AsyncSession, model: Any) -> int:
 async def in_tx(
     factory: async_sessionmaker[AsyncSession], fn: Callable[[AsyncSession], Awaitable[T]]
 ) -> T:
-    """``fn`` in a transaction of its own, committed."""
-    async with factory() as db, db.begin():
-        return await fn(db)
+    """``fn`` on a session of its own, committed at the end (rolled back on an error).
+    ``fn`` may commit on the way, as the services that call Stripe do."""
+    async with factory() as db:
+        result = await fn(db)
+        await db.commit()
+        return result
 
 
 class FailingRefunds:

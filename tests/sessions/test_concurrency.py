@@ -16,7 +16,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.db import session_factory
-from core.errors import Conflict
 from core.inbox import HandlerContext
 from emulator.server import EmulatorServer
 from ledger.models import Earning, LedgerTransaction
@@ -25,6 +24,7 @@ from sessions.booking import get_booking
 from sessions.catalog import lock_session
 from sessions.errors import SessionFull
 from sessions.models import Booking, Refund
+from sessions.refund_intents import RefundInProgress
 from sessions.refunds import refund_booking
 from sessions.webhooks import on_checkout_expired, on_checkout_paid
 from tests.sessions.helpers import (
@@ -76,7 +76,7 @@ async def _settle(aws: list[Awaitable[T]]) -> list[T | BaseException]:
     return list(await asyncio.gather(*aws, return_exceptions=True))
 
 
-async def test_two_concurrent_full_refunds_refund_once(
+async def test_two_concurrent_identical_full_refunds_are_one_refund(
     clean_engine: AsyncEngine, race_ctx: HandlerContext, own_emulator: EmulatorServer
 ) -> None:
     factory = session_factory(clean_engine)
@@ -92,9 +92,10 @@ async def test_two_concurrent_full_refunds_refund_once(
             clock=race_ctx.clock,
         )
 
+    # The same request twice at once: the second replays the first's intent (same key).
     results = await _settle([in_tx(factory, refund), in_tx(factory, refund)])
-    assert sorted(type(r).__name__ for r in results) == ["Conflict", "Refund"]
-    assert any(isinstance(r, Conflict) for r in results)
+    assert all(isinstance(r, Refund) for r in results), results
+    assert len({r.stripe_refund_id for r in results if isinstance(r, Refund)}) == 1
     assert len(own_emulator.state.refunds) == 1
     async with factory() as db:
         booking = await db.get(Booking, booking_id)
@@ -104,14 +105,14 @@ async def test_two_concurrent_full_refunds_refund_once(
         assert await trial_balance(db) == 0
 
 
-async def test_two_concurrent_partial_refunds_get_two_keys_and_stay_within_the_payment(
+async def test_two_concurrent_different_partial_refunds_stay_within_the_payment(
     clean_engine: AsyncEngine, race_ctx: HandlerContext, own_emulator: EmulatorServer
 ) -> None:
     factory = session_factory(clean_engine)
     booking_id, _, _ = await _world(factory, race_ctx, own_emulator, paid=True)
     admin = await in_tx(factory, lambda db: make_user(db, "admin", race_ctx.clock.now()))
 
-    def refund(amount: int) -> Callable[[AsyncSession], Awaitable[Refund]]:
+    def refund(amount: int, key: str) -> Callable[[AsyncSession], Awaitable[Refund]]:
         async def run(db: AsyncSession) -> Refund:
             return await refund_booking(
                 db,
@@ -120,16 +121,24 @@ async def test_two_concurrent_partial_refunds_get_two_keys_and_stay_within_the_p
                 amount=amount,
                 gateway=race_ctx.gateway,
                 clock=race_ctx.clock,
+                client_key=key,
             )
 
         return run
 
-    # 6000 + 6000 > 10000: exactly one of the two may succeed, whichever is first.
-    results = await _settle([in_tx(factory, refund(6000)), in_tx(factory, refund(6000))])
-    assert sorted(type(r).__name__ for r in results) == ["Refund", "RefundTooLarge"]
-    # Two different refunds that fit: both, as two Stripe refunds.
-    results = await _settle([in_tx(factory, refund(1000)), in_tx(factory, refund(3000))])
-    assert all(isinstance(r, Refund) for r in results), results
+    # 6000 + 6000 > 10000, two distinct requests (two keys): exactly one may succeed;
+    # the other is refused as too large, or as "in progress" while the first is open.
+    results = await _settle([in_tx(factory, refund(6000, "a")), in_tx(factory, refund(6000, "b"))])
+    names = sorted(type(r).__name__ for r in results)
+    assert names in (["Refund", "RefundTooLarge"], ["Refund", "RefundInProgress"]), results
+    # Two different refunds that fit: one at a time (one open intent per booking), so
+    # one may be told to retry; retried, both are made, as two Stripe refunds.
+    asks = {"c": refund(1000, "c"), "d": refund(3000, "d")}
+    results = await _settle([in_tx(factory, asks["c"]), in_tx(factory, asks["d"])])
+    for key, result in zip(asks, results, strict=True):
+        if isinstance(result, RefundInProgress):
+            result = await in_tx(factory, asks[key])
+        assert isinstance(result, Refund), result
     assert sorted(r["amount"] for r in own_emulator.state.refunds.values()) == [1000, 3000, 6000]
     async with factory() as db:
         booking = await db.get(Booking, booking_id)
