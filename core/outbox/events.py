@@ -104,6 +104,18 @@ async def fan_out(db: AsyncSession, *, now: datetime, limit: int) -> FanOut:
     return FanOut(int(row.events), int(row.deliveries)) if row else FanOut(0, 0)
 
 
+_LAG = text(
+    "SELECT count(*) FROM outbox_events e, outbox_cursor c WHERE c.id = 1 "
+    "AND (e.txid, e.id) > (c.txid, c.event_id)"
+)
+
+
+async def fan_out_lag(db: AsyncSession) -> int:
+    """Events committed but not fanned out yet: waiting for the next pass, or for an
+    older transaction somewhere on the server to end (see the module docstring)."""
+    return int((await db.execute(_LAG)).scalar_one())
+
+
 def envelope_of(row: Any) -> dict[str, Any]:
     return catalog.envelope(uid=row.uid, type=row.type, occurred_at=row.occurred_at, data=row.data)
 
