@@ -9,6 +9,7 @@ from litestar import Router
 
 from api.routes import (
     admin,
+    admin_events,
     admin_payouts,
     bookings,
     coach_money,
@@ -32,5 +33,6 @@ ROUTERS: list[Router] = [
     coach_money.router,
     admin_payouts.router,
     finance.router,
+    admin_events.router,
     pages.router,
 ]
