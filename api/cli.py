@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--sub", required=True)
     token.add_argument("--role", required=True, choices=sorted(ROLES))
     token.add_argument("--ttl-minutes", type=int)
+    from core.outbox import listen
+
+    listen.add_parser(sub.add_parser("events", help="outgoing events (webhooks)"))
     emu = sub.add_parser("stripe-emulator", help="run the Stripe emulator")
     emu.add_argument("--port", type=int)
     return p
@@ -294,6 +297,15 @@ def _stripe_emulator(settings: Settings, args: argparse.Namespace, rest: list[st
     return int(result or 0)
 
 
+def _events(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
+    from api.auth import mint_token
+    from core.outbox import listen
+
+    token = args.token or os.environ.get("COACHPAY_TOKEN")
+    token = token or mint_token(settings, "events-listen", "admin", timedelta(hours=12))
+    return listen.run(args, api_url=args.api_url or settings.public_url, token=token)
+
+
 _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace, list[str]], int]] = {
     "serve": _serve,
     "worker": _worker,
@@ -301,6 +313,7 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace, list[str]], int]] =
     "db": _db,
     "demo": _demo,
     "stripe-emulator": _stripe_emulator,
+    "events": _events,
 }
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from core.inbox import process_due
+from core.outbox.delivery import deliver_due
 from payouts.scheduler import ScheduledJob, build_scheduler
 from sessions.cancellation import settle_owed
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 WEBHOOK_RETRY_JOB_ID = "webhooks.retry"
 CANCELLED_SESSIONS_JOB_ID = "sessions.cancelled.settle"
+OUTBOX_JOB_ID = "outbox.deliver"  # every second; each run sends until nothing is due
 
 
 async def retry_webhooks(runtime: Runtime) -> int:
@@ -67,7 +69,13 @@ def start_scheduler(runtime: Runtime) -> AsyncIOScheduler:
     async def cancelled_job() -> None:
         await settle_cancelled_sessions(runtime)
 
-    extra = [ScheduledJob(CANCELLED_SESSIONS_JOB_ID, cancelled_job, seconds)]
+    async def outbox_job() -> None:
+        await deliver_due(ctx.factory, clock=ctx.clock)
+
+    extra = [
+        ScheduledJob(CANCELLED_SESSIONS_JOB_ID, cancelled_job, seconds),
+        ScheduledJob(OUTBOX_JOB_ID, outbox_job, 1),
+    ]
     if runtime.webhook_processing != "off":
         # With processing "off" the runtime drains the inbox continuously, due
         # retries included (core.inbox.drain): a retry job would only compete

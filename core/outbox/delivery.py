@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -234,22 +234,28 @@ async def deliver_pass(
     factory: Factory,
     *,
     clock: Clock,
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient | Callable[[], httpx.AsyncClient],
     config: DeliveryConfig,
     rng: random.Random | None = None,
 ) -> PassResult:
-    """One round: fan out, claim, send (concurrently), record."""
+    """One round: fan out, claim, send (concurrently), record.
+
+    ``client`` may be a function making one: it is called only when something is
+    claimed (a client costs a TLS context; an idle worker polls every second)."""
     result = PassResult()
     async with factory() as db, db.begin():
         result.fanned_out = (await fan_out(db, now=clock.now(), limit=config.fanout_batch)).events
     async with factory() as db, db.begin():
         claims = await claim(db, now=clock.now(), limit=config.batch)
     result.claimed = len(claims)
+    if not claims:
+        return result
+    http = client if isinstance(client, httpx.AsyncClient) else client()
     gate = asyncio.Semaphore(config.concurrency)
 
     async def one(c: Claim) -> tuple[Claim, AttemptResult]:
         async with gate:
-            return c, await attempt(client, c, config)
+            return c, await attempt(http, c, config)
 
     outcomes = await asyncio.gather(*(one(c) for c in claims))
     result.delivered = sum(1 for _, r in outcomes if r.delivered)
@@ -276,15 +282,24 @@ async def deliver_due(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + budget_seconds
     delivered = 0
+    made: list[httpx.AsyncClient] = []
+
+    def client() -> httpx.AsyncClient:
+        if not made:
+            made.append(new_client(timeout=config.timeout, connections=config.concurrency))
+        return made[0]
+
     try:
-        async with new_client(timeout=config.timeout, connections=config.concurrency) as client:
-            while loop.time() < deadline:
-                result = await deliver_pass(factory, clock=clock, client=client, config=config)
-                delivered += result.delivered
-                if not result.busy:
-                    break
+        while loop.time() < deadline:
+            result = await deliver_pass(factory, clock=clock, client=client, config=config)
+            delivered += result.delivered
+            if not result.busy:
+                break
     except Exception:
         log.exception("webhook delivery pass failed; retried on the next run")
+    finally:
+        for c in made:
+            await c.aclose()
     return delivered
 
 

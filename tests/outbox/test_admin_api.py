@@ -7,8 +7,8 @@ Hostile input answers a clear 4xx and writes nothing (no endpoint, no audit row)
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -26,12 +26,12 @@ from tests.api.conftest import (  # noqa: F401  (fixtures)
     Tokens,
     api_clock,
     api_settings,
-    shared_app_client,
     app,
     app_client,
     app_runtime,
     extra_routes,
     handler_registry,
+    shared_app_client,
     tokens,
     webhook_processing,
 )
@@ -233,7 +233,9 @@ async def test_events_list_replay_log_and_health(
                {"from": "2026-01-02T00:00:00", "to": "2026-01-03T00:00:00"},
                {"from": "2026-01-03T00:00:00Z", "to": "2026-01-02T00:00:00Z"})  # fmt: skip
         for body in bad:
-            assert (await app_client.post(f"{ep}/replay", json=body, headers=admin)).status_code == 422
+            assert (
+                await app_client.post(f"{ep}/replay", json=body, headers=admin)
+            ).status_code == 422
         r = await app_client.post(f"{ep}/replay", json={"event_id": "evt_nope"}, headers=admin)
         assert r.status_code == 404
         r = await app_client.post(f"{ep}/replay", json={"event_id": payout["id"]}, headers=admin)
@@ -241,7 +243,9 @@ async def test_events_list_replay_log_and_health(
         await drain(factory, api_clock, config)
         replayed = receiver.requests[-1]
         assert replayed.headers["webhook-id"] == payout["id"]
-        assert Webhook(made["secret"]).verify(replayed.body, replayed.headers)["type"] == "payout.paid"
+        assert (
+            Webhook(made["secret"]).verify(replayed.body, replayed.headers)["type"] == "payout.paid"
+        )
         assert len(receiver.effects) == 4  # the replay's effect was already there
 
         r = await app_client.get(f"{BASE}/health", headers=admin)

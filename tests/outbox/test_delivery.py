@@ -15,9 +15,8 @@ from standardwebhooks.webhooks import Webhook
 
 from core.clock import FrozenClock
 from core.outbox.delivery import LEASE, DeliveryConfig, attempt, claim, deliver_pass
-from core.outbox.endpoints import Guard
+from core.outbox.endpoints import Guard, get_endpoint
 from core.outbox.events import replay_event, replay_range
-from core.outbox.endpoints import get_endpoint
 from core.outbox.sender import new_client
 from tests.outbox.helpers import Factory, deliveries, drain, emit, endpoint, fan_out_all, log
 from tests.outbox.receiver import Receiver

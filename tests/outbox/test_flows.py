@@ -126,7 +126,6 @@ async def test_the_flows_emit_one_event_per_change_and_all_arrive_in_order(
     assert r.status_code in (200, 201), r.text
     await stripe.flush()
 
-
     assert await _types(clean_engine) == [
         "coach.onboarding_updated",  # the account made (onboarding)
         "coach.onboarding_updated",  # account.updated: active
