@@ -134,7 +134,8 @@ async def test_an_unordered_endpoint_does_not_wait_for_a_failing_event(
     _, receiver.secret = await endpoint(factory, guard, clock, receiver.url, ordered=False)
     await emit(factory, clock.now(), 5)
     async with factory() as db:
-        poison = f"evt_{(await db.execute(text('SELECT uid FROM outbox_events ORDER BY id'))).scalars().first().hex}"
+        uid = (await db.execute(text("SELECT uid FROM outbox_events ORDER BY id LIMIT 1"))).scalar()
+    poison = f"evt_{uid.hex}"
     receiver.answer = lambda n, msg_id: 500 if msg_id == poison else 200
     await fan_out_all(factory, clock)
     results = await drain(factory, clock, config)

@@ -73,7 +73,7 @@ async def test_forwards_only_new_events_signed_with_the_printed_secret(
                     out=out,
                     stop=stop,
                     poll_seconds=0.0,
-                )  # fmt: skip
+                )
             )
             await asyncio.wait_for(out.ready.wait(), 30)
             await emit(factory, api_clock.now(), 2)
