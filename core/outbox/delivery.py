@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.clock import Clock, SystemClock
 from core.outbox import catalog, signing, ssrf
 from core.outbox.events import fan_out
+from core.outbox.models import Outcome
 from core.outbox.sender import TIMEOUT_SECONDS, AttemptResult, new_client, send
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,8 @@ LEASE = timedelta(seconds=TIMEOUT_SECONDS * 3)
 POLL_SECONDS = 1.0
 
 _CLAIM = text(
-    "WITH eps AS (SELECT id, ordered FROM outbox_endpoints WHERE enabled), "
+    "WITH eps AS (SELECT id, ordered FROM outbox_endpoints WHERE enabled "
+    "  AND (CAST(:endpoint AS bigint) IS NULL OR id = CAST(:endpoint AS bigint))), "
     "heads AS (SELECT h.id FROM eps CROSS JOIN LATERAL (SELECT d.id, d.next_attempt_at "
     "  FROM outbox_deliveries d WHERE d.endpoint_id = eps.id AND d.status = 'pending' "
     "  ORDER BY d.occurred_at, d.event_id LIMIT 1) h "
@@ -73,8 +75,8 @@ _CLAIM = text(
     "  last_attempt_at = :now, retry_from = COALESCE(d.retry_from, :now) "
     "FROM claimed c, outbox_events e, outbox_endpoints ep "
     "WHERE d.id = c.id AND e.id = d.event_id AND ep.id = d.endpoint_id "
-    "RETURNING d.id, d.attempts, d.retry_from, d.endpoint_id, e.uid, e.type, e.occurred_at, "
-    "  e.data, ep.url, ep.secret, ep.previous_secret, ep.previous_secret_expires_at"
+    "RETURNING d.id, d.attempts, d.retry_from, d.endpoint_id, ep.ordered, e.uid, e.type, "
+    "  e.occurred_at, e.data, ep.url, ep.secret, ep.previous_secret, ep.previous_secret_expires_at"
 )
 # Every outcome of a pass in one statement. A failure reschedules only the
 # claim it belongs to (``attempts`` matches): a later claim after a lease
@@ -132,6 +134,7 @@ class Claim:
     attempt: int
     retry_from: datetime
     endpoint_id: int
+    ordered: bool
     msg_id: str
     url: str
     body: str
@@ -151,6 +154,10 @@ class PassResult:
         return bool(self.fanned_out or self.claimed)
 
 
+# An outcome already recorded (a chained ordered delivery): nothing left to record.
+_RECORDED = AttemptResult(Outcome.DELIVERED, None, 0)
+
+
 def backoff(attempt: int, rng: random.Random | None = None) -> timedelta:
     """The wait after failed attempt number ``attempt`` (1-based), jittered."""
     full = min(BACKOFF_BASE * 2 ** min(attempt - 1, 30), BACKOFF_CAP)
@@ -166,6 +173,7 @@ def _claim_of(row: Any, now: datetime) -> Claim:
         attempt=int(row.attempts),
         retry_from=row.retry_from,
         endpoint_id=int(row.endpoint_id),
+        ordered=bool(row.ordered),
         msg_id=envelope["id"],
         url=row.url,
         body=catalog.body(envelope),
@@ -177,8 +185,10 @@ def _claim_of(row: Any, now: datetime) -> Claim:
     )
 
 
-async def claim(db: AsyncSession, *, now: datetime, limit: int) -> list[Claim]:
-    params = {"now": now, "limit": limit, "lease": now + LEASE}
+async def claim(
+    db: AsyncSession, *, now: datetime, limit: int, endpoint_id: int | None = None
+) -> list[Claim]:
+    params = {"now": now, "limit": limit, "lease": now + LEASE, "endpoint": endpoint_id}
     rows = (await db.execute(_CLAIM, params)).all()
     return [_claim_of(r, now) for r in rows]
 
@@ -254,12 +264,26 @@ async def deliver_pass(
     gate = asyncio.Semaphore(config.concurrency)
 
     async def one(c: Claim) -> tuple[Claim, AttemptResult]:
-        async with gate:
-            return c, await attempt(http, c, config)
+        # An ordered endpoint's next event waits for this one: once it is delivered,
+        # record it and claim the next in one transaction, and go on (up to ``batch``).
+        for _ in range(config.batch):
+            async with gate:
+                r = await attempt(http, c, config)
+            if not (c.ordered and r.delivered):
+                break
+            async with factory() as db, db.begin():
+                await record(db, [(c, r)], now=clock.now(), rng=rng)
+                following = await claim(db, now=clock.now(), limit=1, endpoint_id=c.endpoint_id)
+            result.delivered += 1
+            result.claimed += len(following)
+            if not following:
+                return c, _RECORDED
+            c = following[0]
+        return c, r
 
-    outcomes = await asyncio.gather(*(one(c) for c in claims))
-    result.delivered = sum(1 for _, r in outcomes if r.delivered)
-    result.failed = len(outcomes) - result.delivered
+    outcomes = [o for o in await asyncio.gather(*(one(c) for c in claims)) if o[1] is not _RECORDED]
+    result.delivered += sum(1 for _, r in outcomes if r.delivered)
+    result.failed = sum(1 for _, r in outcomes if not r.delivered)
     async with factory() as db, db.begin():
         now = clock.now()
         await record(db, outcomes, now=now, rng=rng)
