@@ -35,7 +35,7 @@ from core.errors import ConfigurationError, InvalidInput
 
 ALLOWED_NETWORKS_ENV = "COACHPAY_WEBHOOK_ALLOWED_NETWORKS"
 MAX_URL_LENGTH = 2048
-RESOLVE_TIMEOUT_SECONDS = 5.0
+RESOLVE_TIMEOUT_SECONDS = 3.0
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
