@@ -15,9 +15,11 @@ deliveries, send them concurrently, record the outcomes.
   that cannot take one event holds its stream until that event succeeds or
   is given up (``RETRY_WINDOW``). Endpoints that do not need order
   (``ordered: false``) get up to ``batch`` deliveries a pass, sent at once.
-- **Backoff**: 30 s doubling, capped at 6 h, with jitter (each delay drawn
-  from its upper half), retried for ``RETRY_WINDOW`` (72 h) from the first
-  attempt (or a replay); then the delivery is ``failed``.
+- **Backoff**: exponential, keyed to how long the delivery has been failing:
+  the next wait is that time (at least 30 s, at most 6 h) times a random
+  factor in [0.5, 1), so each wait is 1.5 to 2 times the last; retried for
+  ``RETRY_WINDOW`` (72 h) from the first attempt, then ``failed``. A replay
+  starts a new window, with short waits again.
 - **Disabling**: an endpoint with no success for ``DISABLE_AFTER`` (5 days)
   while attempts fail is disabled; an admin enables it again (and replays).
 
@@ -43,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.clock import Clock, SystemClock
 from core.outbox import catalog, signing, ssrf
-from core.outbox.events import fan_out
+from core.outbox.events import fan_out, prune
 from core.outbox.models import Outcome
 from core.outbox.sender import TIMEOUT_SECONDS, AttemptResult, new_client, send
 
@@ -158,9 +160,10 @@ class PassResult:
 _RECORDED = AttemptResult(Outcome.DELIVERED, None, 0)
 
 
-def backoff(attempt: int, rng: random.Random | None = None) -> timedelta:
-    """The wait after failed attempt number ``attempt`` (1-based), jittered."""
-    full = min(BACKOFF_BASE * 2 ** min(attempt - 1, 30), BACKOFF_CAP)
+def backoff(failing_for: timedelta, rng: random.Random | None = None) -> timedelta:
+    """The wait after a failed attempt, ``failing_for`` after the window began: each
+    wait about the time failed so far, so they double (and a replay starts over)."""
+    full = min(max(failing_for, BACKOFF_BASE), BACKOFF_CAP)
     return full * (0.5 + 0.5 * (rng or random).random())
 
 
@@ -212,7 +215,7 @@ async def record(
         return
     nexts, give_up = [], []
     for c, r in outcomes:
-        nexts.append(now + backoff(c.attempt, rng))
+        nexts.append(now + backoff(now - c.retry_from, rng))
         give_up.append(not r.delivered and now >= c.retry_from + RETRY_WINDOW)
     await db.execute(
         _RECORD,
@@ -318,6 +321,8 @@ async def deliver_due(
             result = await deliver_pass(factory, clock=clock, client=client, config=config)
             delivered += result.delivered
             if not result.busy:
+                async with factory() as db, db.begin():
+                    await prune(db, now=clock.now())
                 break
     except Exception:
         log.exception("webhook delivery pass failed; retried on the next run")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -23,6 +23,9 @@ from core.outbox.errors import EventNotFound, EventNotWanted, ReplayTooLarge
 from core.outbox.models import Endpoint
 
 MAX_REPLAY = 10_000
+# Events (with their deliveries and attempts) are kept this long, then deleted.
+RETENTION = timedelta(days=30)
+PRUNE_BATCH = 5_000
 _POSITION = re.compile(r"(\d{1,20})\.(\d{1,19})")
 _SAFE = "pg_snapshot_xmin(pg_current_snapshot())"
 
@@ -179,4 +182,19 @@ async def _replay(db: AsyncSession, endpoint: Endpoint, ids: list[int], now: dat
     if not ids:
         return 0
     result = await db.execute(_REPLAY, {"endpoint": endpoint.id, "ids": ids, "now": now})
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# Only events the fan-out has passed: an old event not yet fanned out (held back
+# by a long transaction) is still owed to its endpoints.
+_PRUNE = text(
+    "DELETE FROM outbox_events WHERE id IN (SELECT e.id FROM outbox_events e, outbox_cursor c "
+    "WHERE c.id = 1 AND e.occurred_at < :cutoff AND (e.txid, e.id) <= (c.txid, c.event_id) "
+    "ORDER BY e.occurred_at LIMIT :limit)"
+)
+
+
+async def prune(db: AsyncSession, *, now: datetime, limit: int = PRUNE_BATCH) -> int:
+    """Delete up to ``limit`` events older than RETENTION (their deliveries and log too)."""
+    result = await db.execute(_PRUNE, {"cutoff": now - RETENTION, "limit": limit})
     return int(result.rowcount)  # type: ignore[attr-defined]

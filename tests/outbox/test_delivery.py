@@ -244,3 +244,23 @@ async def test_a_pass_with_nothing_to_do_is_idle(
     async with new_client() as client:
         result = await deliver_pass(factory, clock=clock, client=client, config=config)
     assert not result.busy
+
+
+async def test_events_older_than_the_retention_go_with_their_deliveries_and_log(
+    factory: Factory, clock: FrozenClock, guard: Guard, config: DeliveryConfig, receiver: Receiver
+) -> None:
+    from core.outbox.events import prune
+
+    await endpoint(factory, guard, clock, receiver.url)
+    await emit(factory, clock.now(), 3)
+    await drain(factory, clock, config)
+    clock.advance(timedelta(days=31))
+    await emit(factory, clock.now(), 1)
+    async with factory() as db, db.begin():
+        assert await prune(db, now=clock.now()) == 3
+    async with factory() as db:
+        counts = [
+            (await db.execute(text(f"SELECT count(*) FROM {t}"))).scalar_one()
+            for t in ("outbox_events", "outbox_deliveries", "outbox_attempts")
+        ]
+    assert counts == [1, 0, 0]
