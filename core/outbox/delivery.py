@@ -125,6 +125,10 @@ class DeliveryConfig:
     # The wall clock of webhook-timestamp (the passed clock schedules).
     wall_clock: Clock = field(default_factory=SystemClock)
 
+    def __post_init__(self) -> None:
+        if self.batch < 1 or self.concurrency < 1 or self.fanout_batch < 1 or self.timeout <= 0:
+            raise ValueError("batch, concurrency, fanout_batch and timeout must be positive")
+
     @classmethod
     def from_env(cls) -> DeliveryConfig:
         return cls(allowed=ssrf.allowed_networks())
@@ -269,11 +273,11 @@ async def deliver_pass(
     async def one(c: Claim) -> tuple[Claim, AttemptResult]:
         # An ordered endpoint's next event waits for this one: once it is delivered,
         # record it and claim the next in one transaction, and go on (up to ``batch``).
-        for _ in range(config.batch):
+        for n in range(1, config.batch + 1):
             async with gate:
                 r = await attempt(http, c, config)
-            if not (c.ordered and r.delivered):
-                break
+            if not (c.ordered and r.delivered) or n == config.batch:
+                return c, r  # recorded with the pass's other outcomes
             async with factory() as db, db.begin():
                 await record(db, [(c, r)], now=clock.now(), rng=rng)
                 following = await claim(db, now=clock.now(), limit=1, endpoint_id=c.endpoint_id)
@@ -282,7 +286,7 @@ async def deliver_pass(
             if not following:
                 return c, _RECORDED
             c = following[0]
-        return c, r
+        raise AssertionError("unreachable: the loop returns")
 
     outcomes = [o for o in await asyncio.gather(*(one(c) for c in claims)) if o[1] is not _RECORDED]
     result.delivered += sum(1 for _, r in outcomes if r.delivered)

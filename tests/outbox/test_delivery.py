@@ -264,3 +264,15 @@ async def test_events_older_than_the_retention_go_with_their_deliveries_and_log(
             for t in ("outbox_events", "outbox_deliveries", "outbox_attempts")
         ]
     assert counts == [1, 0, 0]
+
+
+async def test_an_ordered_chain_stops_at_the_batch_size_without_skipping_an_event(
+    factory: Factory, clock: FrozenClock, guard: Guard, receiver: Receiver
+) -> None:
+    _, receiver.secret = await endpoint(factory, guard, clock, receiver.url)
+    await emit(factory, clock.now(), 7)
+    await fan_out_all(factory, clock)
+    small = DeliveryConfig(allowed=guard.allowed, batch=2)
+    await drain(factory, clock, small)
+    assert len(receiver.requests) == 7 and len(receiver.effects) == 7
+    assert {d.status for d in await deliveries(factory)} == {"delivered"}
