@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from core.inbox import process_due
-from core.outbox.delivery import deliver_due
+from core.outbox.loop import deliver_due
 from payouts.scheduler import ScheduledJob, build_scheduler
 from sessions.cancellation import settle_owed
 

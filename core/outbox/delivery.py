@@ -1,4 +1,4 @@
-"""Sending queued deliveries: claim, send, record, with backoff; the loop ``coachpay worker`` runs.
+"""Sending queued deliveries: claim, send, record, with backoff (core.outbox.loop runs it).
 
 A pass (``deliver_pass``): fan new events out to endpoints, claim due
 deliveries, send them concurrently, record the outcomes.
@@ -31,7 +31,6 @@ against theirs).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -45,9 +44,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.clock import Clock, SystemClock
 from core.outbox import catalog, signing, ssrf
-from core.outbox.events import fan_out, prune
+from core.outbox.events import fan_out
 from core.outbox.models import Outcome
-from core.outbox.sender import TIMEOUT_SECONDS, AttemptResult, new_client, send
+from core.outbox.sender import TIMEOUT_SECONDS, AttemptResult, send
 
 log = logging.getLogger(__name__)
 Factory = async_sessionmaker[AsyncSession]
@@ -57,7 +56,6 @@ BACKOFF_CAP = timedelta(hours=6)
 RETRY_WINDOW = timedelta(hours=72)
 DISABLE_AFTER = timedelta(days=5)
 LEASE = timedelta(seconds=TIMEOUT_SECONDS * 3)
-POLL_SECONDS = 1.0
 
 _CLAIM = text(
     "WITH eps AS (SELECT id, ordered FROM outbox_endpoints WHERE enabled "
@@ -297,51 +295,3 @@ async def deliver_pass(
         if result.failed:
             result.disabled = await disable_failing(db, now=now)
     return result
-
-
-async def deliver_due(
-    factory: Factory,
-    *,
-    clock: Clock,
-    config: DeliveryConfig | None = None,
-    budget_seconds: float = 30.0,
-) -> int:
-    """Passes until nothing is due (or ``budget_seconds``): the scheduled job's body.
-
-    Returns the deliveries made. Never raises: the next run tries again."""
-    config = config or DeliveryConfig.from_env()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + budget_seconds
-    delivered = 0
-    made: list[httpx.AsyncClient] = []
-
-    def client() -> httpx.AsyncClient:
-        if not made:
-            made.append(new_client(timeout=config.timeout, connections=config.concurrency))
-        return made[0]
-
-    try:
-        while loop.time() < deadline:
-            result = await deliver_pass(factory, clock=clock, client=client, config=config)
-            delivered += result.delivered
-            if not result.busy:
-                async with factory() as db, db.begin():
-                    await prune(db, now=clock.now())
-                break
-    except Exception:
-        log.exception("webhook delivery pass failed; retried on the next run")
-    finally:
-        for c in made:
-            await c.aclose()
-    return delivered
-
-
-async def run_forever(
-    factory: Factory, *, clock: Clock, stop: asyncio.Event, config: DeliveryConfig | None = None
-) -> None:
-    """The delivery loop as one long task: passes back to back while there is work,
-    a poll every POLL_SECONDS otherwise, until ``stop`` is set."""
-    while not stop.is_set():
-        await deliver_due(factory, clock=clock, config=config)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), POLL_SECONDS)

@@ -42,12 +42,23 @@ class Receiver:
     seen: set[str] = field(default_factory=set)
     port: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _arrived: threading.Condition = field(default_factory=threading.Condition)
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hooks"
+
+    def wait_for(self, requests: int, timeout: float = 30.0) -> bool:
+        """Block (a thread, not the event loop) until ``requests`` have arrived."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while len(self.requests) < requests:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._arrived.wait(left):
+                    return False
+        return True
 
     def effect_ids(self) -> list[str]:
         with self._lock:
@@ -85,9 +96,10 @@ class Receiver:
             verified = bool(self.secret)
         except (WebhookVerificationError, ValueError):
             verified = False
-        with self._lock:
+        with self._arrived:
             self.requests.append(Request(headers, body, verified))
             number = len(self.requests)
+            self._arrived.notify_all()
         msg_id = headers.get("webhook-id", "")
         status = self.answer(number, msg_id) if event is not None else 400
         if event is not None and (status == 200 or self.apply_before_answer):

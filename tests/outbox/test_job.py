@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -11,8 +12,9 @@ from api.jobs import OUTBOX_JOB_ID, start_scheduler
 from api.runtime import Runtime
 from core.clock import FrozenClock
 from core.outbox import ssrf
-from core.outbox.delivery import deliver_due
+from core.outbox.delivery import DeliveryConfig
 from core.outbox.endpoints import Guard
+from core.outbox.loop import deliver_due, run_forever
 from core.settings import load_settings
 from tests.outbox.helpers import Factory, emit, endpoint, fan_out_all
 from tests.outbox.receiver import Receiver
@@ -57,3 +59,18 @@ def test_events_listen_arguments() -> None:
     assert args.forward_to == "http://localhost:3000/hooks" and args.from_start
     with pytest.raises(SystemExit):
         _parser().parse_args(["events", "listen"])  # --forward-to is required
+
+
+async def test_run_forever_delivers_until_stopped(
+    factory: Factory, clock: FrozenClock, guard: Guard, receiver: Receiver
+) -> None:
+    _, receiver.secret = await endpoint(factory, guard, clock, receiver.url)
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_forever(factory, clock=clock, stop=stop, config=DeliveryConfig(allowed=guard.allowed))
+    )
+    await emit(factory, clock.now(), 2)
+    assert await asyncio.to_thread(receiver.wait_for, 2)
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    assert len(receiver.effects) == 2
