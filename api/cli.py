@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
         "stripe-emulator", help="run the Stripe emulator (more options: emulator/README.md)"
     )
     emu.add_argument("--port", type=int, help="port (default: COACHPAY_EMULATOR_PORT)")
+    from core.outbox import listen
+
+    listen.add_parser(sub.add_parser("events", help="outgoing events (webhooks)"))
     sub.add_parser("check-config", help="list what keeps this configuration from production")
     return p
 
@@ -388,6 +391,15 @@ def _stripe_emulator(settings: Settings, args: argparse.Namespace, rest: list[st
     return int(result or 0)
 
 
+def _events(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
+    from api.auth import mint_token
+    from core.outbox import listen
+
+    token = args.token or os.environ.get("COACHPAY_TOKEN")
+    token = token or mint_token(settings, "events-listen", "admin", timedelta(hours=12))
+    return listen.run(args, api_url=args.api_url or settings.public_url, token=token)
+
+
 # Commands that open the database: with no COACHPAY_DATABASE_URL, the embedded one.
 _NEEDS_DATABASE = frozenset({"serve", "worker", "payouts", "db", "demo"})
 
@@ -398,6 +410,7 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace, list[str]], int]] =
     "db": _db,
     "demo": _demo,
     "stripe-emulator": _stripe_emulator,
+    "events": _events,
 }
 
 if __name__ == "__main__":

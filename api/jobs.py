@@ -17,6 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import text
 
 from core.inbox import process_due
+from core.outbox.loop import deliver_due
 from payouts.jobs import CycleResult, run_payout_job, run_release_job
 from payouts.scheduler import PAYOUT_JOB_ID, RELEASE_JOB_ID, ScheduledJob, build_scheduler
 from sessions.cancellation import settle_owed
@@ -32,6 +33,8 @@ _RECORD_SUCCESS = text(
     " ON CONFLICT (job_id) DO UPDATE SET last_success_at ="
     " greatest(job_runs.last_success_at, excluded.last_success_at)"
 )
+
+OUTBOX_JOB_ID = "outbox.deliver"  # every second; each run sends until nothing is due
 
 
 async def retry_webhooks(runtime: Runtime) -> int:
@@ -107,10 +110,14 @@ def start_scheduler(runtime: Runtime) -> AsyncIOScheduler:
     async def webhooks() -> None:
         await retry_webhooks(runtime)
 
+    async def outbox_job() -> None:
+        await deliver_due(ctx.factory, clock=ctx.clock)
+
     extra = [
         recorded(runtime, RELEASE_JOB_ID, release, settings.release_interval_seconds),
         recorded(runtime, PAYOUT_JOB_ID, pay, settings.payout_interval_seconds),
         recorded(runtime, CANCELLED_SESSIONS_JOB_ID, cancelled, seconds),
+        recorded(runtime, OUTBOX_JOB_ID, outbox_job, 1),
     ]
     if runtime.webhook_processing != "off":
         # With processing "off" the runtime drains the inbox continuously, due

@@ -9,6 +9,7 @@ from litestar import Router
 
 from api.routes import (
     admin,
+    admin_events,
     admin_payouts,
     admin_webhooks,
     booking_history,
@@ -36,5 +37,6 @@ ROUTERS: list[Router] = [
     admin_payouts.router,
     admin_webhooks.router,
     finance.router,
+    admin_events.router,
     pages.router,
 ]

@@ -129,6 +129,21 @@ TABLE: dict[str, Rule] = {
     "GET /v1/finance/refunds/attention": rule(F, A),
     # Or the COACHPAY_METRICS_TOKEN (tests/api/test_observability.py).
     "GET /metrics": rule(A),
+    # Outgoing events and webhook endpoints: admins only ("missing": an id nothing has,
+    # so an admin's call is a 404 or a 422 and the world stays as seeded).
+    "GET /v1/admin/events": rule(A),
+    "GET /v1/admin/events/types": rule(A),
+    "GET /v1/admin/events/health": rule(A),
+    "GET /v1/admin/events/{event_id}": rule(A, obj="missing"),
+    "GET /v1/admin/events/endpoints": rule(A),
+    "POST /v1/admin/events/endpoints": rule(A, body="empty"),
+    "GET /v1/admin/events/endpoints/{endpoint_id}": rule(A, obj="missing"),
+    "PATCH /v1/admin/events/endpoints/{endpoint_id}": rule(A, obj="missing", body="empty"),
+    "POST /v1/admin/events/endpoints/{endpoint_id}/rotate-secret": rule(
+        A, obj="missing", body="empty"
+    ),
+    "GET /v1/admin/events/endpoints/{endpoint_id}/attempts": rule(A, obj="missing"),
+    "POST /v1/admin/events/endpoints/{endpoint_id}/replay": rule(A, obj="missing", body="empty"),
 }
 
 
@@ -185,6 +200,7 @@ def _url(world: World, key: str, r: Rule, variant: str) -> str:
         "booking": lambda: party.bookings[name],
         "payout": lambda: party.payout_ids[0],
         "event": lambda: f"evt_role_matrix_{variant}",
+        "missing": lambda: 0,
     }[kind]()
     return re.sub(r"\{\w+\}", str(ident), path)
 

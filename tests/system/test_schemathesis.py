@@ -29,6 +29,7 @@ from sqlalchemy import text
 
 from api.app import create_app
 from api.routes.admin import ProfileChanges
+from api.routes.admin_events import CreateEndpoint, EndpointChanges, ReplayRequest, RotateRequest
 from api.routes.admin_payouts import PauseRequest
 from api.routes.auth import SessionRequest
 from api.routes.bookings import RefundRequest
@@ -83,6 +84,10 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/v1/admin/coaches/{coach_id}"): ProfileChanges,
     ("POST", "/v1/admin/coaches/{coach_id}/payouts/pause"): PauseRequest,
     ("POST", "/v1/admin/coaches/{coach_id}/payouts/resume"): PauseRequest,
+    ("POST", "/v1/admin/events/endpoints"): CreateEndpoint,
+    ("PATCH", "/v1/admin/events/endpoints/{endpoint_id}"): EndpointChanges,
+    ("POST", "/v1/admin/events/endpoints/{endpoint_id}/rotate-secret"): RotateRequest,
+    ("POST", "/v1/admin/events/endpoints/{endpoint_id}/replay"): ReplayRequest,
 }
 
 
