@@ -1,12 +1,12 @@
-"""Reserved revision 0010 (webhook reread); no schema change yet.
+"""Reserved revision 0015 (payment fast path); no schema change yet.
 
-Revision ID: 0010
+Revision ID: 0015
 """
 
 from __future__ import annotations
 
-revision = "0010"
-down_revision = "0009"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

@@ -1,12 +1,12 @@
-"""Reserved revision 0011 (mentee customers); no schema change yet.
+"""Reserved revision 0014 (identity); no schema change yet.
 
-Revision ID: 0011
+Revision ID: 0014
 """
 
 from __future__ import annotations
 
-revision = "0011"
-down_revision = "0010"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
