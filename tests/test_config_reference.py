@@ -18,3 +18,12 @@ def test_the_table_lists_every_variable_and_no_secret_default() -> None:
     assert "coachpay-dev-secret" not in out and "whsec_" not in out
     assert "| `COACHPAY_DB_POOL_SIZE` | `10` | integer, >= 1, <= 200 |" in out
     assert "`development` / `production`" in out
+
+
+def test_the_readme_shows_the_generated_table() -> None:
+    from tests.dbutil import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    start, end = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
+    shown = readme[readme.index(start) + len(start) : readme.index(end)]
+    assert shown.strip() == table().strip(), "run: uv run python -m scripts.config_reference"
