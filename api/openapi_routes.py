@@ -165,6 +165,42 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/finance/refunds/attention"): _doc(
         "Refunds Stripe refused or failed that nobody made good", *GUARD, "422"
     ),
+    # parked Stripe events
+    ("GET", "/v1/admin/webhooks/failed"): _doc(
+        "Stripe events parked after failing, or still being retried", *GUARD, "422"
+    ),
+    ("POST", "/v1/admin/webhooks/{event_id}/replay"): _doc(
+        "Process a parked Stripe event once more", *GUARD, "404", "409", "413"
+    ),
+    # outgoing events and the marketplace's endpoints
+    ("GET", "/v1/admin/events"): _doc(
+        "Outgoing events, oldest first after a cursor", *GUARD, "422"
+    ),
+    ("GET", "/v1/admin/events/types"): _doc("The outgoing event types", *GUARD),
+    ("GET", "/v1/admin/events/health"): _doc("Delivery health of the outgoing events", *GUARD),
+    ("GET", "/v1/admin/events/{event_id}"): _doc("One outgoing event", *GUARD, *ID),
+    ("GET", "/v1/admin/events/endpoints"): _doc("Webhook endpoints", *GUARD),
+    ("POST", "/v1/admin/events/endpoints"): _doc(
+        "Register a webhook endpoint (its secret is shown once)",
+        *GUARD,
+        "413",
+        "422",
+        description="The URL must reach a public address over https, unless "
+        "`COACHPAY_WEBHOOK_ALLOWED_NETWORKS` allows it.",
+    ),
+    ("GET", "/v1/admin/events/endpoints/{endpoint_id}"): _doc("One webhook endpoint", *GUARD, *ID),
+    ("PATCH", "/v1/admin/events/endpoints/{endpoint_id}"): _doc(
+        "Change a webhook endpoint (URL, types, enabled, ordered)", *GUARD, *ID, "413"
+    ),
+    ("POST", "/v1/admin/events/endpoints/{endpoint_id}/rotate-secret"): _doc(
+        "A new signing secret, the old one signing too for an overlap", *GUARD, *ID, "413"
+    ),
+    ("GET", "/v1/admin/events/endpoints/{endpoint_id}/attempts"): _doc(
+        "An endpoint's delivery log", *GUARD, *ID
+    ),
+    ("POST", "/v1/admin/events/endpoints/{endpoint_id}/replay"): _doc(
+        "Send an event, or a time range of events, to an endpoint again", *GUARD, *ID, "413"
+    ),
     # Stripe
     ("POST", "/v1/webhooks/stripe"): _doc(
         "Stripe events of the platform account",

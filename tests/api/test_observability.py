@@ -170,17 +170,24 @@ async def test_ready_once_at_head_and_not_while_held(
 
 
 async def test_not_ready_when_the_schema_is_behind(app_client: Client) -> None:
+    from alembic.script import ScriptDirectory
+
+    from migrations.runner import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config(""))
+    head = script.get_current_head()
+    behind = script.get_revision(head).down_revision
     ctx = app_client.app.state["ctx"]
     async with ctx.factory() as db, db.begin():
-        await db.execute(text("UPDATE alembic_version SET version_num = '0011'"))
+        await db.execute(text(f"UPDATE alembic_version SET version_num = '{behind}'"))
     try:
         r = await app_client.get("/health/ready")
         live = await app_client.get("/health/ready")
     finally:
         async with ctx.factory() as db, db.begin():
-            await db.execute(text("UPDATE alembic_version SET version_num = '0012'"))
+            await db.execute(text(f"UPDATE alembic_version SET version_num = '{head}'"))
     assert r.status_code == 503 and live.status_code == 503
-    assert "needs 0012" in r.json()["waiting_for"]["database"]
+    assert f"needs {head}" in r.json()["waiting_for"]["database"]
     assert (await app_client.get("/health/ready")).status_code == 200
 
 
