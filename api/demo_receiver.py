@@ -49,7 +49,7 @@ Factory = async_sessionmaker[AsyncSession]
 class Line:
     """One thing the fulfilment did."""
 
-    at: datetime  # when the receiver got the event (wall clock)
+    at: datetime  # when it happened (the event's timestamp: coachpay's clock)
     event_id: str  # webhook-id
     event_type: str
     booking_id: int | None
@@ -59,6 +59,13 @@ class Line:
 
 def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _when(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -86,6 +93,7 @@ class DemoReceiver:
             return False
         self.seen.add(msg_id)
         kind = str(event.get("type", ""))
+        at = _when(event.get("timestamp")) or at
         data = _object(event.get("data"))
         booking = _object(data.get("booking"))
         raw_id = booking.get("id")
