@@ -23,8 +23,10 @@ import httpx
 import uvicorn
 from sqlalchemy import text
 
+from api import demo_receiver
 from api.app import create_app
 from api.auth import mint_token
+from api.demo_receiver import DemoReceiver
 from api.jobs import cycle_summary
 from api.runtime import Runtime
 from core.clock import FrozenClock, save_simulated_offset
@@ -71,6 +73,8 @@ class Demo:
     task: asyncio.Task[None] | None = None
     result: dict[str, Any] = field(default_factory=dict)
     took: float = 0.0
+    receiver: DemoReceiver | None = None
+    endpoint_id: int | None = None
 
     def auth(self, sub: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[sub]}"}
@@ -98,6 +102,10 @@ class Demo:
                 if not left:
                     return
                 await asyncio.sleep(0.05)
+
+    async def deliver_events(self) -> None:
+        """Send what the outbox owes the receiver (what the worker's job does each second)."""
+        await demo_receiver.deliver_owed(self.runtime.context.factory, clock=self.clock)
 
     async def advance(self, delta: timedelta) -> None:
         self.clock.advance(delta)
@@ -220,7 +228,13 @@ async def running_demo(runtime: Runtime, *, port: int | None = None) -> AsyncIte
     stripe = httpx.AsyncClient(base_url=runtime.stripe_api_base, timeout=30)
     api = httpx.AsyncClient(base_url=app_url, timeout=30)
     demo = Demo(runtime, app_url, stripe, api, clock, task=task)
+    allowing = contextlib.ExitStack()
     try:
+        allowing.enter_context(demo_receiver.loopback_allowed())
+        demo.receiver, demo.endpoint_id = await demo_receiver.register(
+            runtime.context.factory, now=clock.now()
+        )
+        app.state["demo_receiver"] = demo.receiver
         await demo.control(
             "config",
             {"platform_webhook_url": f"{app_url}/v1/webhooks/stripe",
@@ -236,18 +250,24 @@ async def running_demo(runtime: Runtime, *, port: int | None = None) -> AsyncIte
         runtime.not_ready["demo_seed"] = "running"  # GET /health/ready: 503 until seeded
         try:
             demo.result = await seed(demo)
+            await demo.deliver_events()
         finally:
             root.setLevel(level)
             runtime.not_ready.pop("demo_seed", None)
         demo.took = asyncio.get_running_loop().time() - started
         yield demo
     finally:
+        if demo.receiver is not None:
+            await demo_receiver.unregister(
+                runtime.context.factory, demo.receiver, demo.endpoint_id, now=clock.now()
+            )
         await stripe.aclose()
         await api.aclose()
         if not task.done():
             server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        allowing.close()
 
 
 async def run_demo(runtime: Runtime, *, serve: bool) -> int:
@@ -292,6 +312,8 @@ def _print_where_to_look(demo: Demo) -> None:
     print(f"  start / sign in    {url}/")
     print(f"  finance dashboard  {url}/finance")
     print(f"  coach page         {url}/coach   (as a coach; finance staff: /coach?coach_id=N)")
+    print(f"  admin page         {url}/admin   (outgoing webhooks, what the demo's receiver got, "
+          "parked Stripe events)")  # fmt: skip
     print(f"  finance API        {url}/v1/finance/summary?group=day   (Accept: text/csv for CSV)")
     print(f"  API schema         {url}/schema")
     print(f"  metrics, readiness {url}/metrics   {url}/health/ready")

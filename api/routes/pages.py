@@ -19,6 +19,7 @@ from litestar.utils.scope.state import ScopeState
 from api.auth import AuthenticationFailed
 from api.deps import AppCtx
 from api.errors import EXCEPTION_HANDLERS
+from api.routes.pages_admin import admin_page
 from api.routes.pages_base import STATIC, render, viewer_of
 from api.routes.pages_coach import coach_page
 from api.routes.pages_finance import finance_page
@@ -73,6 +74,7 @@ router = Router(
     route_handlers=[
         index,
         finance_page,
+        admin_page,
         coach_page,
         sessions_page,
         bookings_page,

@@ -17,6 +17,7 @@ from api import finance_queries as fq
 from api import finance_views as fv
 from api.charts import bar_chart, hbar_chart
 from api.deps import AppCtx, DbSession
+from api.routes.pages_admin import webhook_health
 from api.routes.pages_base import PageResponse, forbidden, render, to_signin, viewer_of
 from core.errors import DomainError, InvalidInput
 from ledger.report_summary import SummaryRow, summary, totals
@@ -150,6 +151,7 @@ async def finance_page(
         trial_balanced=(await trial_balance(db)).balanced,
         attention=attention,
         attention_rows=ATTENTION_ROWS,
+        webhooks=await webhook_health(db, ctx),
         qs=urlencode({**{k: v for k, v in period.items() if k != "group" and v}, "group": grp}),
         qs_tx=qs_tx,
     )

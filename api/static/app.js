@@ -239,3 +239,62 @@
 
   window.coachpay = { api: api, cookie: cookie, toMinor: toMinor };
 })();
+
+// -- the admin page: an endpoint's enable/disable button and its "replay range" form ----
+(function () {
+  "use strict";
+
+  function say(el, text, kind) {
+    const box = el.closest("[data-messages]");
+    const target = box && box.querySelector(".message");
+    if (!target) { return; }
+    target.textContent = text;
+    target.className = "message " + (kind || "bad");
+    target.hidden = false;
+  }
+
+  function toggleButton(btn) {
+    btn.addEventListener("click", async () => {
+      btn.disabled = true;
+      try {
+        await window.coachpay.api("PATCH", btn.dataset.url,
+          { enabled: btn.dataset.endpointEnable === "true" });
+        window.location.reload();
+      } catch (e) {
+        say(btn, e.message);
+        btn.disabled = false;
+      }
+    });
+  }
+
+  // datetime-local is the viewer's own time; the API takes instants with a zone.
+  function instant(value) {
+    const when = new Date(value);
+    return isNaN(when.getTime()) ? null : when.toISOString();
+  }
+
+  function replayForm(form) {
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const start = instant(form.elements.from.value);
+      const end = instant(form.elements.to.value);
+      if (!start || !end) { say(form, "Pick both ends of the range."); return; }
+      if (end <= start) { say(form, "The end must be after the start."); return; }
+      const submit = form.querySelector("[type=submit]");
+      submit.disabled = true;
+      try {
+        const r = await window.coachpay.api("POST", form.dataset.url, { from: start, to: end });
+        say(form, r.queued + (r.queued === 1 ? " delivery" : " deliveries") +
+          " queued: the worker sends them within seconds.", "ok");
+      } catch (e) {
+        say(form, e.message);
+      }
+      submit.disabled = false;
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll("button[data-endpoint-enable]").forEach(toggleButton);
+    document.querySelectorAll("form[data-replay-range]").forEach(replayForm);
+  });
+})();

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import text
+
 from api.auth import mint_token
 from api.demo import TOKEN_TTL, Demo
 from api.finance_views import display_amount
@@ -308,3 +310,105 @@ async def test_schema_works_offline_with_the_bearer_scheme(browser: Any, demo: D
     await status.wait_for()
     assert (await status.inner_text()).strip() == "200"
     await shot(page, "schema.png")
+
+
+async def _park(demo: Demo, stripe_event_id: str) -> None:
+    """A poison Stripe event, parked as the inbox parks one: stored, then failing."""
+    from core.inbox_failures import MAX_HANDLER_FAILURES, record_failure
+    from core.inbox_models import WebhookEvent
+
+    factory = demo.runtime.context.factory
+    now = demo.clock.now()
+    async with factory() as db, db.begin():
+        row = WebhookEvent(stripe_event_id=stripe_event_id, endpoint="platform",
+                           type="charge.refunded", payload={"id": stripe_event_id},
+                           received_at=now, next_attempt_at=None)  # fmt: skip
+        db.add(row)
+        await db.flush()
+        row_id = row.id
+    for _ in range(MAX_HANDLER_FAILURES):
+        await record_failure(factory, row_id, KeyError("charge"), now=now)
+
+
+async def test_admin_page_webhooks_receiver_and_parked_events(browser: Any, demo: Demo) -> None:
+    admin, ep_id, receiver = "admin-demo", demo.endpoint_id, demo.receiver
+    assert ep_id is not None and receiver is not None
+    await demo.deliver_events()  # what the earlier tests' bookings emitted
+    page = await sign_in(browser, demo, admin, "/admin")
+    ep = await demo.call("GET", f"/v1/admin/events/endpoints/{ep_id}", admin)
+    assert await text_of(page, f"endpoint-{ep_id}-url") == ep["url"] == receiver.url
+    assert await text_of(page, f"endpoint-{ep_id}-enabled") == "enabled"
+    health = await demo.call("GET", "/v1/admin/events/health", admin)
+    for key in ("endpoints", "enabled", "failing", "pending", "delivered_24h", "fan_out_lag"):
+        assert await text_of(page, f"health-{key}") == f"{health[key]:,}", key
+    assert health["delivered_24h"] > 0 and health["pending"] == 0
+    paid = (await demo.call("GET", "/v1/admin/events?type=booking.paid&limit=500", admin))["data"]
+    assert len(paid) > 8  # the demo's paid bookings and the mentee's
+    for action in ("calendar_entry_created", "confirmation_sent"):
+        rows = page.locator(f'#receiver-lines tr[data-action="{action}"]')
+        assert sorted(await rows.evaluate_all("r => r.map(x => x.dataset.line)")) == sorted(
+            e["id"] for e in paid
+        )
+    newest = page.locator("#receiver-lines tbody tr").first
+    assert await newest.get_attribute("data-line") == paid[-1]["id"]
+    assert await clipped(page) == []
+    await shot(page, "admin.png")
+
+    await page.click(f"#toggle-{ep_id}")  # disable
+    await page.wait_for_selector(f'#toggle-{ep_id}[data-endpoint-enable="true"]')
+    off = await demo.call("GET", f"/v1/admin/events/endpoints/{ep_id}", admin)
+    assert off["enabled"] is False
+    reason = await text_of(page, f"endpoint-{ep_id}-disabled")
+    assert reason.startswith(off["disabled_reason"])
+    await page.click(f"#toggle-{ep_id}")  # enable again
+    await page.wait_for_selector(f'#toggle-{ep_id}[data-endpoint-enable="false"]')
+    assert (await demo.call("GET", f"/v1/admin/events/endpoints/{ep_id}", admin))["enabled"]
+
+    # Replay everything of the last week (the form takes the viewer's New York time).
+    start, end = demo.clock.now() - timedelta(days=7), demo.clock.now() + timedelta(hours=1)
+    form = page.locator(f"#replay-{ep_id}")
+    await form.locator("[name=from]").fill(f"{start.astimezone(NEW_YORK):%Y-%m-%dT%H:%M}")
+    await form.locator("[name=to]").fill(f"{end.astimezone(NEW_YORK):%Y-%m-%dT%H:%M}")
+    await form.locator("[type=submit]").click()
+    said = page.locator(f'[data-endpoint="{ep_id}"] .message.ok')
+    await said.wait_for()
+    every, cursor = [], ""
+    while True:
+        got = await demo.call("GET", f"/v1/admin/events?limit=500&after={cursor}", admin)
+        every += got["data"]
+        if not got["data"]:
+            break
+        cursor = got["next_cursor"]
+    wanted = [e for e in every if e["type"] in ep["event_types"]]
+    assert (await said.inner_text()).startswith(f"{len(wanted)} deliveries queued")
+    lines, received = len(receiver.lines), receiver.received
+    await demo.deliver_events()
+    assert receiver.received == received + len(wanted)  # sent again, same webhook-ids:
+    assert len(receiver.lines) == lines  # nothing done twice
+    await page.goto(f"{demo.app_url}/admin?log={ep_id}")
+    log = (await demo.call("GET", f"/v1/admin/events/endpoints/{ep_id}/attempts?limit=50",
+                           admin))["data"]  # fmt: skip
+    shown = page.locator("#attempts-table tbody tr")
+    assert await shown.count() == len(log) > 0
+    first = shown.first
+    assert await first.get_attribute("data-attempt") == str(log[0]["id"])
+    assert f"{log[0]['latency_ms']} ms" in await first.inner_text()
+    assert await clipped(page) == []
+    await shot(page, "admin-delivery-log.png")
+
+    await _park(demo, "evt_demo_poison")
+    await page.goto(f"{demo.app_url}/admin")
+    failed = await demo.call("GET", "/v1/admin/webhooks/failed", admin)
+    assert [e["event_id"] for e in failed["data"]] == ["evt_demo_poison"]
+    assert await text_of(page, "parked-total") == str(failed["parked"]) == "1"
+    row = page.locator('tr[data-parked="evt_demo_poison"]')
+    assert "KeyError" in await row.inner_text()
+    await shot(page, "admin-parked.png")
+    await row.locator("button[data-post]").click()
+    await page.wait_for_selector("#parked-none")
+    assert (await demo.call("GET", "/v1/admin/webhooks/failed", admin))["parked"] == 0
+    async with demo.runtime.context.factory() as db:
+        replays = await db.scalar(
+            text("SELECT replays FROM webhook_events WHERE stripe_event_id = 'evt_demo_poison'")
+        )
+    assert replays == 1

@@ -76,6 +76,7 @@ def rule(*roles: str, **kw: Any) -> Rule:
 TABLE: dict[str, Rule] = {
     "GET /": rule(M, C, F, A, anonymous=True, page=True),  # the sign-in form
     "GET /finance": rule(F, A, page=True),
+    "GET /admin": rule(A, page=True),
     # A coach sees their own page whatever coach_id says (test_coach_page_is_the_callers_own).
     "GET /coach": rule(C, F, A, page=True),
     "GET /sessions": rule(M, C, F, A, page=True),  # only a mentee gets "Book" buttons
