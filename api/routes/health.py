@@ -106,7 +106,10 @@ async def ready(ctx: AppCtx, state: State) -> Response[dict[str, object]]:
     if problem is not None:
         waiting["database"] = problem
     if waiting:
-        return Response({"status": "not ready", "waiting_for": waiting}, status_code=503)
+        # The API's error shape (error, detail) as well, so clients and /schema agree.
+        detail = "; ".join(f"{k}: {v}" for k, v in sorted(waiting.items()))
+        body = {"error": "NotReady", "detail": detail, "status": "not ready"}
+        return Response({**body, "waiting_for": waiting}, status_code=503)
     return Response({"status": "ready"}, status_code=200)
 
 

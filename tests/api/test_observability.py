@@ -166,7 +166,12 @@ async def test_ready_once_at_head_and_not_while_held(
     finally:
         app_runtime.not_ready.clear()
     assert r.status_code == 503
-    assert r.json() == {"status": "not ready", "waiting_for": {"demo_seed": "running"}}
+    assert r.json() == {
+        "error": "NotReady",
+        "detail": "demo_seed: running",
+        "status": "not ready",
+        "waiting_for": {"demo_seed": "running"},
+    }
 
 
 async def test_not_ready_when_the_schema_is_behind(app_client: Client) -> None:
