@@ -18,7 +18,7 @@ import httpx
 from sqlalchemy import text
 
 from core.errors import DomainError
-from core.inbox import HandlerContext
+from core.inbox import HandlerContext, claim_due, process_event
 from payouts.errors import SimulatedCrash
 from payouts.jobs import run_cycle
 from sessions.audit import Actor
@@ -302,7 +302,40 @@ async def a_webhooks(run: Run) -> str | None:
 
 
 async def a_process_due(run: Run) -> str | None:
-    await run.pump.process_due()
+    """One pass of the inbox worker over the events owed work (core.inbox.process_due's).
+
+    A simulated crash kills the whole worker, as a real one would: the events it
+    claimed but had not started wait out their lease, and one running beside it
+    (a concurrent plan) is cancelled. Through ``EventPump.process_due`` the crash
+    left ``asyncio.gather``'s other handlers running after the action returned:
+    they re-read objects from Stripe while the next action called it too, so the
+    seeded fault draws were dealt out in whatever order the machine's load gave.
+    """
+    w, plan = run.world, run.plan
+    claimed = await claim_due(w.factory, now=w.clock.now(), batch=100)
+    gate = asyncio.Semaphore(2 if plan.concurrent else 1)
+    dead = asyncio.Event()
+
+    async def one(row_id: int) -> None:
+        async with gate:
+            if dead.is_set():
+                return  # claimed by a worker that has died: leased, due again later
+            try:
+                await process_event(w.factory, run.pump.registry, run.ctx, row_id)
+            except SimulatedCrash:
+                dead.set()
+                raise
+
+    try:
+        async with asyncio.TaskGroup() as tg:  # a crash cancels a handler running beside it
+            for row_id in claimed:
+                tg.create_task(one(row_id))
+    except BaseExceptionGroup as group:
+        _, others = group.split(SimulatedCrash)
+        if others is not None:
+            raise others from None
+        return "crashed"
+    return None
 
 
 async def a_settle_funds(run: Run) -> str | None:

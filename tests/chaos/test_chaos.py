@@ -5,6 +5,7 @@ The full run is ``uv run python -m bench.chaos --runs 1000`` (bench/README.md).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 from collections.abc import AsyncIterator
@@ -13,13 +14,15 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from bench.chaos_engine.faults import FaultPlan
+from bench.chaos_engine.actions import Run, a_process_due
+from bench.chaos_engine.faults import ChaosGateway, FaultPlan
 from bench.chaos_engine.invariants import check_all
 from bench.chaos_engine.runner import run_one
 from bench.chaos_engine.stripe_events import EventPump
 from bench.chaos_engine.world import Env, World, populate, run_settings
-from core.inbox import HandlerContext
+from core.inbox import HandlerContext, store_event
 from core.stripe_errors import StripeOutcomeUnknown
+from core.stripe_types import StripeEvent
 from ledger.accounts import AccountRef, Kind, get_account_id
 from ledger.posting import Leg, TxType, post
 from sessions.booking import book
@@ -56,6 +59,42 @@ async def test_a_seed_replays_the_same_run(env: Env) -> None:
     again = await run_one(env, 7)
     assert first.outcomes == again.outcomes
     assert first.faults == again.faults
+
+
+async def test_a_crash_in_the_inbox_worker_ends_its_whole_pass(env: Env) -> None:
+    """A simulated crash is the worker's death: no handler of its batch runs on after the
+    action returns (they called Stripe while the next action did, and the seeded fault
+    draws followed the machine's load: a seed's replay differed)."""
+    clock = await env.reset()
+    rng = random.Random(11)
+    settings = run_settings(env, rng)
+    world = World(env, rng, settings, env.gateways[0], clock)
+    await populate(world, coaches=3, mentees=1, sessions=0)
+    plan = FaultPlan.draw(11)
+    gateway = ChaosGateway(world.gateway, plan)
+    ctx = HandlerContext(gateway=gateway, clock=clock, settings=settings)  # type: ignore[arg-type]
+    pump = EventPump(world, plan, ctx)
+    pump.collect()
+    async with world.factory() as db, db.begin():  # stored, not processed: all owed
+        for raw in pump.inflight:
+            event = StripeEvent.from_dict(raw)
+            endpoint = "connect" if event.account else "platform"
+            await store_event(
+                db, event=event, endpoint=endpoint, now=clock.now(), first_attempt_delay=timedelta()
+            )
+    owed = len(pump.inflight)
+    assert owed >= 3
+    plan.p_handler_crash, plan.armed = 1.0, True  # the first handler crashes the worker
+    before = asyncio.all_tasks()
+    outcome = await a_process_due(Run(world, plan, gateway, pump, ctx))
+    assert asyncio.all_tasks() - before == set()  # nothing of the pass runs on
+    assert outcome == "crashed"
+    assert plan.counts["crash_before_handler"] == 1
+    async with world.factory() as db:
+        pending = await db.scalar(
+            text("SELECT count(*) FROM webhook_events WHERE status = 'pending'")
+        )
+    assert pending == owed  # the crash rolled its event back; the others wait their lease
 
 
 async def test_the_checks_catch_broken_money(env: Env) -> None:
