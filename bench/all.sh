@@ -105,4 +105,44 @@ for row in "${summary[@]}"; do
     IFS='|' read -r n s t r <<<"$row"
     printf '%-10s | %-8s | %-6s | %s\n' "$n" "$s" "$t" "$r"
 done
+
+# The targets, each with its figure and a pass/miss word (from the RESULT lines above).
+echo
+echo "== targets =="
+uv run python - "$logdir" <<'EOF'
+import pathlib, sys
+logdir = pathlib.Path(sys.argv[1])
+
+def result(name):
+    path = logdir / f"{name}.log"
+    text = path.read_text() if path.exists() else ""
+    lines = [line for line in text.splitlines() if line.startswith("RESULT ")]
+    if not lines:
+        return {}
+    return dict(kv.split("=", 1) for kv in lines[-1].split()[1:] if "=" in kv)
+
+def word(ok):
+    return "pass" if ok else "miss"
+
+w, p = result("webhooks"), result("payouts")
+if "payments_ratio" in w:
+    ratio = float(w["payments_ratio"])
+    print(f"payments handled / pgbench TPC-B (4 clients, same run): {ratio:.2f} "
+          f"({float(w['payments_per_s']):.0f}/s vs {float(w['pgbench_tps']):.0f} tps), "
+          f"target 0.2: {word(ratio >= 0.2)}, stretch 0.4: {word(ratio >= 0.4)}")
+    calls = float(w["stripe_calls_per_payment"])
+    print(f"Stripe calls per payment: {calls:.2f}, target <= 1: {word(0 < calls <= 1)}")
+else:
+    print("payments: no figures (see webhooks.log)")
+if "seconds" in p:
+    size = f"{int(p['earnings']):,} earnings / {int(p['coaches']):,} coaches"
+    secs = float(p["seconds"])
+    note = "" if int(p["earnings"]) >= 100_000 else " (smaller than the target's 100,000 / 10,000)"
+    print(f"release + payouts, {size}: {secs:.1f} s (release {p['release_s']} s, payouts "
+          f"{p['payouts_s']} s), target < 60 s: {word(secs < 60)}{note}")
+    mb = float(p["peak_mb"])
+    print(f"payouts peak memory: {mb:.0f} MB, target < 300 MB: {word(mb < 300)}")
+else:
+    print("payouts: no figures (see payouts.log)")
+EOF
 exit $failed

@@ -474,6 +474,9 @@ async def scenario(
     return ok, r
 
 
+TARGET_SECONDS, TARGET_MB = 60, 300
+
+
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url", default=os.environ.get("COACHPAY_TEST_DATABASE_URL", DEFAULT_URL))
@@ -518,11 +521,20 @@ async def main() -> int:
             processes=args.processes,
         )
         ok = ok and limited_ok
+    fast = r["seconds"] < TARGET_SECONDS
+    small = zero_peak < TARGET_MB
+    print(
+        f"release + payouts at {earnings:,} / {coaches:,}: {r['seconds']:.1f} s "
+        f"(target < {TARGET_SECONDS} s at 100,000 / 10,000: {'pass' if fast else 'miss'}); "
+        f"peak RSS {zero_peak:.0f} MB (target < {TARGET_MB} MB: {'pass' if small else 'miss'})",
+        flush=True,
+    )
     print(
         f"RESULT bench=payouts earnings={earnings} coaches={coaches} seconds={r['seconds']:.1f} "
         f"release_s={r['release_seconds']:.1f} payouts_s={r['payout_seconds']:.1f} "
         f"calls={r['calls']} calls_per_s={r['calls_per_second']:.0f} peak_mb={zero_peak:.0f} "
-        f"processes={args.processes} "
+        f"processes={args.processes} target_s={'pass' if fast else 'miss'} "
+        f"target_mb={'pass' if small else 'miss'} "
         f"load1={os.getloadavg()[0]:.1f} verified={ok}",
         flush=True,
     )

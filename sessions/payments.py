@@ -71,9 +71,25 @@ async def sync_payment(
 ) -> Outcome:
     """Re-read the PaymentIntent from Stripe and record it if it succeeded."""
     pi = await gateway.retrieve_payment_intent(payment_intent_id)
+    return await book_intent(
+        db, pi=pi, gateway=gateway, clock=clock, settings=settings, cause=cause
+    )
+
+
+async def book_intent(
+    db: AsyncSession,
+    *,
+    pi: PaymentIntent,
+    gateway: StripeGateway,
+    clock: Clock,
+    settings: Settings,
+    cause: str,
+) -> Outcome:
+    """Record a PaymentIntent just read from Stripe (with its charge and balance
+    transaction expanded) if it succeeded: the one place every payment path ends."""
     if pi.status != "succeeded":
         return "ignored"
-    booking_id = _booking_id(pi.metadata)
+    booking_id = booking_id_of(pi.metadata)
     if booking_id is None:
         found = (
             await db.execute(select(Booking.id).where(Booking.payment_intent_id == pi.id))
@@ -93,7 +109,7 @@ async def sync_payment(
     )
 
 
-def _booking_id(metadata: dict[str, str]) -> int | None:
+def booking_id_of(metadata: dict[str, str]) -> int | None:
     raw = metadata.get("booking_id", "")
     return int(raw) if raw.isdigit() else None
 

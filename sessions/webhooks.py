@@ -20,12 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.inbox import HandlerContext, HandlerRegistry
 from core.stripe_reread import object_id, reread
-from core.stripe_types import CheckoutSession, StripeEvent
+from core.stripe_types import CheckoutSession, PaymentIntent, StripeEvent
 from sessions.audit import Actor, transition
 from sessions.booking import get_booking
 from sessions.catalog import lock_session
 from sessions.models import Booking, BookingStatus
-from sessions.payments import sync_payment
+from sessions.payments import book_intent, booking_id_of, sync_payment
 from sessions.refund_webhooks import on_charge_refunded, on_dispute, on_refund
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,62 @@ async def _sync_payment(
     )
 
 
+async def _vouched_intent(
+    db: AsyncSession, event: StripeEvent, ctx: HandlerContext
+) -> PaymentIntent | None:
+    """The PaymentIntent the event's body names, read from Stripe, when Stripe's copy
+    vouches for the event's Checkout Session; None sends the caller the long way.
+
+    Only the two ids come from the body. The booking, amount, currency, status and
+    fee come from Stripe's PaymentIntent (its metadata was stamped by us at
+    checkout: booking and attempt), and the booking it names must be on the very
+    Checkout Session the event is about, at the attempt the intent was made for:
+    each attempt has one Checkout Session (its key is the booking's and the
+    attempt's) and each Checkout Session one PaymentIntent, so a body pairing a
+    session with another booking's or another attempt's intent fails here.
+    """
+    pi_id, cs_id = event.data_object.get("payment_intent"), event.data_object.get("id")
+    if isinstance(pi_id, dict):  # an expanded field
+        pi_id = pi_id.get("id")
+    if not (isinstance(pi_id, str) and pi_id.startswith("pi_") and isinstance(cs_id, str)):
+        return None
+    pi = await reread(event, "payment intent", pi_id, ctx.gateway.retrieve_payment_intent)
+    if pi is None or pi.status != "succeeded":
+        return None  # the session itself may name another intent: the long way decides
+    booking_id = booking_id_of(pi.metadata)
+    if booking_id is None:
+        return None
+    row = (
+        await db.execute(
+            select(Booking.checkout_session_id, Booking.attempt).where(Booking.id == booking_id)
+        )
+    ).first()
+    if row is None or row.checkout_session_id != cs_id:
+        return None
+    if pi.metadata.get("attempt") != str(row.attempt):
+        return None
+    return pi
+
+
 async def on_checkout_paid(db: AsyncSession, event: StripeEvent, ctx: HandlerContext) -> None:
-    """checkout.session.completed / async_payment_succeeded."""
+    """checkout.session.completed / async_payment_succeeded.
+
+    The common case costs one Stripe call: the PaymentIntent the body names, read
+    with its charge and balance transaction. Whatever does not add up reads the
+    Checkout Session first, as every other handler does. Both end in
+    ``book_intent``: the payment rules are the same ones either way.
+    """
+    pi = await _vouched_intent(db, event, ctx)
+    if pi is not None:
+        await book_intent(
+            db,
+            pi=pi,
+            gateway=ctx.gateway,
+            clock=ctx.clock,
+            settings=ctx.settings,
+            cause=f"{event.type}:{event.id}",
+        )
+        return
     cs = await _checkout_session(event, ctx)
     if cs is None or cs.payment_status != "paid" or cs.payment_intent_id is None:
         return  # unknown to Stripe, or an async payment still processing (its own event follows)

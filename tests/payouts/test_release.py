@@ -11,6 +11,7 @@ from core.clock import FrozenClock
 from core.settings import Settings
 from ledger.models import Earning, LedgerTransaction
 from payouts.jobs import RELEASE_JOB, job_lock, run_release_job
+from payouts.release import release_due
 from tests.payouts.helpers import T0, add_earning, make_coach, owed, trial_balance_is_zero
 
 
@@ -41,10 +42,12 @@ async def test_hold_boundary_71h59_not_released_72h_released(
     assert again.released == 0
     n = await tx.scalar(
         select(func.count()).where(
-            LedgerTransaction.idempotency_key == f"release:earning:{earning.id}"
+            LedgerTransaction.type == "hold_release", LedgerTransaction.coach_id == coach
         )
     )
     assert n == 1
+    released = await tx.get(LedgerTransaction, earning.release_transaction_id)
+    assert released is not None and released.type == "hold_release"
     assert await trial_balance_is_zero(tx)
 
 
@@ -104,3 +107,67 @@ async def test_job_is_skipped_while_another_process_holds_its_lock(
         skipped = await run_release_job(factory, clock=clock, settings=settings)
         assert not skipped.ran and skipped.released == 0
     assert (await run_release_job(factory, clock=clock, settings=settings)).released == 1
+
+
+async def test_one_transaction_per_coach_and_currency_and_a_crashed_run_posts_once(
+    factory: async_sessionmaker[AsyncSession],
+    tx: AsyncSession,
+    clock: FrozenClock,
+    settings: Settings,
+) -> None:
+    coaches = [await make_coach(tx) for _ in range(4)]
+    earnings = []
+    for i in range(40):  # 10 per coach, usd and eur, due at different instants
+        at = T0 + timedelta(minutes=i)
+        currency = "eur" if i % 2 else "usd"
+        earnings.append(
+            await add_earning(tx, coaches[i % 4], gross=1000 + i, currency=currency, paid_at=at)
+        )
+    await tx.commit()
+    clock.set(T0 + timedelta(hours=73))
+
+    # A run that dies before its commit: the postings go with the earnings' marks.
+    async with factory() as db:
+        crashed = await release_due(db, now=clock.now(), limit=1000)
+        assert crashed.released == 40
+        await db.rollback()
+    assert await tx.scalar(select(func.count()).where(Earning.status == "pending")) == 40
+
+    big = settings.model_copy(update={"job_batch_size": 1000})
+    result = await run_release_job(factory, clock=clock, settings=big)
+    assert result.released == 40 and result.errors == 0
+    again = await run_release_job(factory, clock=clock, settings=big)
+    assert again.released == 0
+    n = await tx.scalar(select(func.count()).where(LedgerTransaction.type == "hold_release"))
+    # Coach i gets earnings i, i+4, ...: coaches 0 and 2 usd only, 1 and 3 eur only.
+    assert n == 4
+    tx.expire_all()
+    for e in earnings:
+        await tx.refresh(e)
+        assert e.status == "available" and e.release_transaction_id is not None
+    for c in coaches:
+        mine = [e for e in earnings if e.coach_id == c]
+        assert len({e.release_transaction_id for e in mine}) == 1
+        assert (await owed(tx, c, currency=mine[0].currency))["available"] == sum(
+            e.amount for e in mine
+        )
+    assert await trial_balance_is_zero(tx)
+
+
+async def test_a_batch_boundary_inside_a_coach_still_releases_everything_once(
+    factory: async_sessionmaker[AsyncSession],
+    tx: AsyncSession,
+    clock: FrozenClock,
+    settings: Settings,
+) -> None:
+    coach = await make_coach(tx)
+    for i in range(120):  # batches of 50: the coach spans three
+        await add_earning(tx, coach, gross=1000 + i, paid_at=T0 + timedelta(seconds=i))
+    await tx.commit()
+    clock.set(T0 + timedelta(hours=73))
+    result = await run_release_job(factory, clock=clock, settings=settings, concurrency=1)
+    assert result.released == 120
+    n = await tx.scalar(select(func.count()).where(LedgerTransaction.type == "hold_release"))
+    assert n == 3
+    assert (await owed(tx, coach))["pending"] == 0
+    assert await trial_balance_is_zero(tx)

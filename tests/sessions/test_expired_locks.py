@@ -8,6 +8,7 @@ call of the handler is under way.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy import text
@@ -113,3 +114,55 @@ async def test_late_expiry_of_a_paid_session_records_the_payment_reading_stripe_
     async with factory() as db:
         found = await db.get(Booking, booking.id)
         assert found is not None and found.status == "paid"
+
+
+class GatedRefunds:
+    """The real gateway, but ``create_refund`` waits on ``gate`` (a Stripe that is slow to
+    answer) after telling ``started`` it is under way."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.started, self.gate = asyncio.Event(), asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def create_refund(self, **kw: Any) -> Any:
+        self.started.set()
+        await self.gate.wait()
+        return await self.inner.create_refund(**kw)
+
+
+async def test_late_expiry_refunding_a_payment_blocks_no_other_booking_of_the_session(
+    clean_engine: AsyncEngine, race_ctx: HandlerContext, own_emulator: EmulatorServer
+) -> None:
+    booking, session_id = await _booking(clean_engine, race_ctx)
+    mark = event_mark(own_emulator)
+    pay(own_emulator, booking)
+    [completed] = [e for e in events_since(own_emulator, mark) if e.type.endswith("completed")]
+    late = type(completed).from_dict(
+        {**completed.raw, "id": "evt_late_expired_refund", "type": "checkout.session.expired"}
+    )
+    factory = session_factory(clean_engine)
+    async with factory() as db:  # cancelled on our side meanwhile: the payment is refunded
+        await db.execute(
+            text("UPDATE bookings SET status = 'cancelled' WHERE id = :b"), {"b": booking.id}
+        )
+        await db.commit()
+    gated = GatedRefunds(race_ctx.gateway)
+    ctx = HandlerContext(gateway=gated, clock=race_ctx.clock, settings=race_ctx.settings)  # type: ignore[arg-type]
+    handler = asyncio.create_task(in_tx(factory, lambda db: on_checkout_expired(db, late, ctx)))
+    await gated.started.wait()
+
+    # The refund call is held open: another mentee books the same session meanwhile.
+    async def other(db: Any) -> Booking:
+        mentee = await make_user(db, "mentee", race_ctx.clock.now())
+        return await book_for(db, race_ctx, session_id, mentee)
+
+    second = await asyncio.wait_for(in_tx(factory, other), timeout=30)
+    assert second.status == "pending" and not handler.done()
+    gated.gate.set()
+    await handler
+    async with factory() as db:
+        found = await db.get(Booking, booking.id)
+        assert found is not None and found.status == "refunded"
