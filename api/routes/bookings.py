@@ -161,6 +161,7 @@ async def refund(
         gateway=ctx.gateway,
         clock=ctx.clock,
         client_key=request.headers.get("idempotency-key"),
+        settings=ctx.settings,
     )
     row = answer.refund
     out = RefundOut(
