@@ -9,14 +9,15 @@ rules (one place; sessions/refunds.py applies them):
   (else ``IdempotencyKeyReused``, 422); it gets the first one's outcome
   (the refund, or the same refusal), or replays it while it is open.
 - Without one: the same booking, sender, asked amount (``None``: "all that
-  remains") and reason, within ``COACHPAY_REFUND_REPLAY_WINDOW_MINUTES`` (60) of the first, is the same
-  request, unless the first was refused (a refusal moved no money; asking
+  remains") and reason, within ``COACHPAY_REFUND_REPLAY_WINDOW_MINUTES`` (60)
+  of the first, is the same request, unless the first was refused (a refusal moved no money; asking
   again is a new attempt). To refund the same amount twice on purpose
   within the window, send a distinct ``Idempotency-Key`` each time.
 - At most one intent per booking is open (a unique index). Another request
   meanwhile is ``RefundInProgress`` (409), until the open one is older than
-  ``COACHPAY_REFUND_INTENT_STALE_MINUTES`` (5): then it is resolved first, by looking for its refund at
-  Stripe (metadata ``refund_intent``), never by sending it again. Found: it
+  ``COACHPAY_REFUND_INTENT_STALE_MINUTES`` (5): then it is resolved first, by
+  looking for its refund at Stripe (metadata ``refund_intent``), never by
+  sending it again. Found: it
   is booked; not found: it is closed as never made. So a key is replayed
   only while young, far inside Stripe's 24 h idempotency window.
 """
