@@ -250,3 +250,35 @@ async def list_bank_payouts(
         )
         for r in rows
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutState:
+    """Why a coach's payouts may not go out now: a pause (by an admin, or after
+    refused transfers: ``payouts_paused_by``) and the refusal backoff."""
+
+    payouts_paused: bool
+    payouts_paused_reason: str | None
+    payouts_paused_by: str | None  # connect.models.PauseSource
+    next_payout_attempt_at: datetime | None  # refusal backoff; None: no wait
+
+
+PAYOUT_STATE_SQL = (
+    "SELECT payouts_paused, payouts_paused_reason, payouts_paused_by, payout_retry_at "
+    "FROM coach_profiles WHERE user_id = %(coach_id)s"
+)
+
+
+async def payout_state(fetch: Fetch, coach_id: int, *, now: datetime) -> PayoutState:
+    """The coach's payout state at ``now`` (no profile: not paused, no wait)."""
+    rows = await fetch(PAYOUT_STATE_SQL, {"coach_id": coach_id})
+    if not rows:
+        return PayoutState(False, None, None, None)
+    r = rows[0]
+    retry_at = r.payout_retry_at if r.payout_retry_at and r.payout_retry_at > now else None
+    return PayoutState(
+        payouts_paused=bool(r.payouts_paused),
+        payouts_paused_reason=r.payouts_paused_reason if r.payouts_paused else None,
+        payouts_paused_by=r.payouts_paused_by if r.payouts_paused else None,
+        next_payout_attempt_at=retry_at,
+    )
