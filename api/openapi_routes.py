@@ -89,9 +89,50 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         *GUARD,
         description="`dashboard_url`: a one-time Express dashboard link once active.",
     ),
-    ("GET", "/v1/coaches/me/balance"): _doc("The coach's balances per currency", *GUARD),
+    ("GET", "/v1/coaches/me/balance"): _doc(
+        "The coach's balances per currency",
+        *GUARD,
+        description="With why payouts may not go out now: `payouts_paused` (by "
+        "`payouts_paused_by`: `admin` or `transfer_refusals`, with `payouts_paused_reason`) "
+        "and `next_payout_attempt_at` while backing off after refused transfers.",
+    ),
     ("GET", "/v1/coaches/me/earnings"): _doc("The coach's earnings, newest first", *GUARD, "422"),
     ("GET", "/v1/coaches/me/payouts"): _doc("The coach's payouts, newest first", *GUARD, "422"),
+    ("GET", "/v1/payouts/{payout_id}"): _doc(
+        "One payout",
+        *GUARD,
+        *ID,
+        description="Its coach, finance and admin; 404 for another coach's payout.",
+    ),
+    # admin: incoming webhook events parked or failing (core.inbox_admin)
+    ("GET", "/v1/admin/webhooks/failed"): _doc(
+        "Incoming webhook events parked or still being retried", *GUARD, "422"
+    ),
+    ("POST", "/v1/admin/webhooks/{event_id}/replay"): _doc(
+        "Replay a parked incoming webhook event", *GUARD, *ID, "409", "413"
+    ),
+    # admin: outgoing events and their endpoints (core.outbox)
+    ("GET", "/v1/admin/events/types"): _doc("The outgoing event types", *GUARD),
+    ("GET", "/v1/admin/events/health"): _doc("Health of outgoing webhook delivery", *GUARD),
+    ("GET", "/v1/admin/events"): _doc("Outgoing events, newest first", *GUARD, "422"),
+    ("GET", "/v1/admin/events/{event_id}"): _doc("One outgoing event", *GUARD, *ID),
+    ("GET", "/v1/admin/events/endpoints"): _doc("The webhook endpoints", *GUARD),
+    ("POST", "/v1/admin/events/endpoints"): _doc(
+        "Register a webhook endpoint (its secret is shown once)", *GUARD, "413", "422"
+    ),
+    ("GET", "/v1/admin/events/endpoints/{endpoint_id}"): _doc("One webhook endpoint", *GUARD, *ID),
+    ("PATCH", "/v1/admin/events/endpoints/{endpoint_id}"): _doc(
+        "Change a webhook endpoint", *GUARD, *ID, "413"
+    ),
+    ("POST", "/v1/admin/events/endpoints/{endpoint_id}/rotate-secret"): _doc(
+        "Rotate a webhook endpoint's signing secret", *GUARD, *ID, "413"
+    ),
+    ("GET", "/v1/admin/events/endpoints/{endpoint_id}/attempts"): _doc(
+        "Delivery attempts to a webhook endpoint, newest first", *GUARD, *ID
+    ),
+    ("POST", "/v1/admin/events/endpoints/{endpoint_id}/replay"): _doc(
+        "Send events to a webhook endpoint again", *GUARD, *ID, "409", "413"
+    ),
     # admin
     ("GET", "/v1/admin/coaches/{coach_id}"): _doc("A coach's settings and account", *GUARD, *ID),
     ("PATCH", "/v1/admin/coaches/{coach_id}"): _doc(
@@ -130,6 +171,15 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "whatever is still owed.",
     ),
     ("GET", "/v1/bookings"): _doc("The mentee's bookings, upcoming and past", *GUARD),
+    ("GET", "/v1/bookings/{booking_id}"): _doc(
+        "One booking",
+        "401",
+        "503",
+        *ID,
+        description="Its mentee, finance and admin see it with the fee (`fee`: the platform's "
+        "fee and the coach's share); the coach of its session sees it with `fee` null; "
+        "anyone else gets 404.",
+    ),
     ("POST", "/v1/bookings/{booking_id}/cancel"): _doc(
         "Cancel an unpaid booking", *GUARD, *ID, "409", *STRIPE
     ),

@@ -208,24 +208,38 @@ async def list_payouts(
         ),
         {"c": coach_id, "before": before_id, "n": _page(limit)},
     )
-    return [
-        PayoutView(
-            id=r.id,
-            currency=r.currency,
-            amount=r.amount,
-            status=r.status,
-            stripe_transfer_id=r.stripe_transfer_id,
-            created_at=r.created_at,
-            settled_at=r.settled_at,
-            failure_code=r.failure_code,
-            failure_reason=r.failure_reason,
-            waiting_on_platform_funds=r.status == "waiting_funds",
-            reversed_amount=r.reversed_amount,
-            retry_of=r.retry_of,
-            earning_ids=list(r.earning_ids),
-        )
-        for r in rows
-    ]
+    return [_payout_view(r) for r in rows]
+
+
+def _payout_view(r: Any) -> PayoutView:
+    return PayoutView(
+        id=r.id,
+        currency=r.currency,
+        amount=r.amount,
+        status=r.status,
+        stripe_transfer_id=r.stripe_transfer_id,
+        created_at=r.created_at,
+        settled_at=r.settled_at,
+        failure_code=r.failure_code,
+        failure_reason=r.failure_reason,
+        waiting_on_platform_funds=r.status == "waiting_funds",
+        reversed_amount=r.reversed_amount,
+        retry_of=r.retry_of,
+        earning_ids=list(r.earning_ids),
+    )
+
+
+async def get_payout(db: AsyncSession, payout_id: int) -> tuple[int, PayoutView] | None:
+    """(its coach's id, the payout as ``list_payouts`` shows it); None: no such payout."""
+    rows = await db.execute(
+        text(
+            "SELECT p.*, COALESCE((SELECT array_agg(e.id ORDER BY e.id) FROM earnings e "
+            "  WHERE e.payout_id = p.id), '{}') AS earning_ids FROM payouts p WHERE p.id = :id"
+        ),
+        {"id": payout_id},
+    )
+    r = rows.one_or_none()
+    return None if r is None else (int(r.coach_id), _payout_view(r))
 
 
 async def list_bank_payouts(
