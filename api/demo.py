@@ -206,7 +206,8 @@ async def seed(demo: Demo) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def running_demo(runtime: Runtime, *, port: int | None = None) -> AsyncIterator[Demo]:
     """The app served on ``port`` (busy or None: a free one) over a seeded marketplace."""
-    settings = runtime.settings
+    # The demo's own receiver listens on loopback, which webhooks may not reach otherwise.
+    runtime.settings = settings = demo_receiver.with_loopback(runtime.settings)
     clock = DemoClock(datetime.now(UTC).replace(microsecond=0))
     runtime.clock = clock
     port = _free_port(settings.host, settings.port if port is None else port)
@@ -228,11 +229,9 @@ async def running_demo(runtime: Runtime, *, port: int | None = None) -> AsyncIte
     stripe = httpx.AsyncClient(base_url=runtime.stripe_api_base, timeout=30)
     api = httpx.AsyncClient(base_url=app_url, timeout=30)
     demo = Demo(runtime, app_url, stripe, api, clock, task=task)
-    allowing = contextlib.ExitStack()
     try:
-        allowing.enter_context(demo_receiver.loopback_allowed())
         demo.receiver, demo.endpoint_id = await demo_receiver.register(
-            runtime.context.factory, now=clock.now()
+            runtime.context.factory, settings=settings, now=clock.now()
         )
         app.state["demo_receiver"] = demo.receiver
         await demo.control(
@@ -267,7 +266,6 @@ async def running_demo(runtime: Runtime, *, port: int | None = None) -> AsyncIte
             server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        allowing.close()
 
 
 async def run_demo(runtime: Runtime, *, serve: bool) -> int:

@@ -16,10 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +31,7 @@ from core.clock import Clock
 from core.outbox import endpoints, ssrf
 from core.outbox.delivery import DeliveryConfig
 from core.outbox.loop import deliver_due
+from core.settings import Settings
 
 PATH = "/fulfilment/webhooks"
 MAX_BODY_BYTES = 1024 * 1024
@@ -193,30 +192,24 @@ _OWED = text(
 )
 
 
-@contextlib.contextmanager
-def loopback_allowed() -> Iterator[None]:
-    """Webhooks to 127.0.0.1 allowed (the demo's receiver), for this process while it runs."""
-    before = os.environ.get(ssrf.ALLOWED_NETWORKS_ENV)
-    nets = ssrf.allowed_networks()
-    if ssrf.refusal("127.0.0.1", nets) is not None:
-        os.environ[ssrf.ALLOWED_NETWORKS_ENV] = ",".join(filter(None, (before, LOOPBACK)))
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(ssrf.ALLOWED_NETWORKS_ENV, None)
-        else:
-            os.environ[ssrf.ALLOWED_NETWORKS_ENV] = before
+def with_loopback(settings: Settings) -> Settings:
+    """``settings`` with webhooks to 127.0.0.1 allowed (the demo's receiver)."""
+    if ssrf.refusal("127.0.0.1", ssrf.allowed_networks(settings.webhook_allowed_networks)) is None:
+        return settings
+    nets = ",".join(filter(None, (settings.webhook_allowed_networks, LOOPBACK)))
+    return settings.model_copy(update={"webhook_allowed_networks": nets})
 
 
-async def register(factory: Factory, *, now: datetime) -> tuple[DemoReceiver, int]:
+async def register(
+    factory: Factory, *, settings: Settings, now: datetime
+) -> tuple[DemoReceiver, int]:
     """Start the receiver and register it as an admin would; its secret stays with it."""
     receiver = await DemoReceiver().start()
     async with factory() as db, db.begin():
         ep, secret = await endpoints.create_endpoint(
             db, url=receiver.url, event_types=EVENT_TYPES,
             description="the demo's fulfilment: calendar entries and confirmations",
-            guard=endpoints.Guard.from_env(), actor_user_id=None, now=now,
+            guard=endpoints.Guard.from_settings(settings), actor_user_id=None, now=now,
         )  # fmt: skip
     receiver.secret = secret
     return receiver, ep.id

@@ -17,6 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import text
 
 from core.inbox import process_due
+from core.outbox.delivery import DeliveryConfig
 from core.outbox.loop import deliver_due
 from payouts.jobs import CycleResult, run_payout_job, run_release_job
 from payouts.scheduler import PAYOUT_JOB_ID, RELEASE_JOB_ID, ScheduledJob, build_scheduler
@@ -111,7 +112,9 @@ def start_scheduler(runtime: Runtime) -> AsyncIOScheduler:
         await retry_webhooks(runtime)
 
     async def outbox_job() -> None:
-        await deliver_due(ctx.factory, clock=ctx.clock)
+        await deliver_due(
+            ctx.factory, clock=ctx.clock, config=DeliveryConfig.from_settings(ctx.settings)
+        )
 
     extra = [
         recorded(runtime, RELEASE_JOB_ID, release, settings.release_interval_seconds),

@@ -89,9 +89,21 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         *GUARD,
         description="`dashboard_url`: a one-time Express dashboard link once active.",
     ),
-    ("GET", "/v1/coaches/me/balance"): _doc("The coach's balances per currency", *GUARD),
+    ("GET", "/v1/coaches/me/balance"): _doc(
+        "The coach's balances per currency",
+        *GUARD,
+        description="With why payouts may not go out now: `payouts_paused` (by "
+        "`payouts_paused_by`: `admin` or `transfer_refusals`, with `payouts_paused_reason`) "
+        "and `next_payout_attempt_at` while backing off after refused transfers.",
+    ),
     ("GET", "/v1/coaches/me/earnings"): _doc("The coach's earnings, newest first", *GUARD, "422"),
     ("GET", "/v1/coaches/me/payouts"): _doc("The coach's payouts, newest first", *GUARD, "422"),
+    ("GET", "/v1/payouts/{payout_id}"): _doc(
+        "One payout",
+        *GUARD,
+        *ID,
+        description="Its coach, finance and admin; 404 for another coach's payout.",
+    ),
     # admin
     ("GET", "/v1/admin/coaches/{coach_id}"): _doc("A coach's settings and account", *GUARD, *ID),
     ("PATCH", "/v1/admin/coaches/{coach_id}"): _doc(
@@ -130,6 +142,15 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "whatever is still owed.",
     ),
     ("GET", "/v1/bookings"): _doc("The mentee's bookings, upcoming and past", *GUARD),
+    ("GET", "/v1/bookings/{booking_id}"): _doc(
+        "One booking",
+        "401",
+        "503",
+        *ID,
+        description="Its mentee, finance and admin see it with the fee (`fee`: the platform's "
+        "fee and the coach's share); the coach of its session sees it with `fee` null; "
+        "anyone else gets 404.",
+    ),
     ("POST", "/v1/bookings/{booking_id}/cancel"): _doc(
         "Cancel an unpaid booking", *GUARD, *ID, "409", *STRIPE
     ),

@@ -79,10 +79,10 @@ Outcome = Literal["processed", "failed", "parked", "ignored", "skipped"]
 FIRST_RETRY_DELAY = timedelta(seconds=60)
 # How long an event claimed by ``claim_due`` is kept from other workers.
 CLAIM_LEASE = timedelta(minutes=5)
-# A handler still running after this fails (transient, see core.inbox_failures):
-# one that hangs on an event must not hold its batch, and so the whole drain,
-# forever. Shorter than the lease, so no second worker is handed the event.
-HANDLER_TIMEOUT = timedelta(minutes=4)
+# A handler still running after COACHPAY_WEBHOOK_HANDLER_TIMEOUT_SECONDS fails
+# (transient, see core.inbox_failures): one that hangs on an event must not hold
+# its batch, and so the whole drain, forever. Shorter than the lease (the
+# setting's bound), so no second worker is handed the event.
 _encode = msgspec.json.encode
 
 # The hot path in plain SQL, built once: no ORM statement to build, compile and
@@ -213,7 +213,7 @@ async def process_event(
                 event = StripeEvent.from_dict(row.payload)
             handlers = registry.handlers_for(row.type)
             bind_event_context(event)
-            async with asyncio.timeout(HANDLER_TIMEOUT.total_seconds()):
+            async with asyncio.timeout(ctx.settings.webhook_handler_timeout_seconds):
                 for handler in handlers:
                     await handler(db, event, ctx)
             status = PROCESSED if handlers else IGNORED
@@ -225,7 +225,9 @@ async def process_event(
         # The transaction (effects and claim) is rolled back by now.
         error = exc
     try:
-        parked = await record_failure(factory, event_row_id, error, now=ctx.clock.now())
+        parked = await record_failure(
+            factory, event_row_id, error, now=ctx.clock.now(), settings=ctx.settings
+        )
     except Exception:
         # The database is away too: the lease makes the event due again later.
         log.exception("recording the failure of webhook event %s failed", event_row_id)

@@ -4,7 +4,7 @@ Two kinds of failure:
 
 - **handler**: the handler raised on this event (a body missing a field it
   needs, a refusal Stripe will repeat, a bug). Trying again gives the same
-  answer, so these count: after ``MAX_HANDLER_FAILURES`` in a row (about an
+  answer, so these count: after ``COACHPAY_WEBHOOK_MAX_HANDLER_FAILURES`` (8) in a row (about an
   hour with the inbox's backoff: 30 s, 1, 2, 4, 8, 16, 32 min) the event is
   parked, and after a replay one more is enough (the admin said it is fixed).
 - **transient**: the world failed, not the event: Stripe's answer unknown
@@ -14,7 +14,7 @@ Two kinds of failure:
   these by count would park every event received during a Stripe outage, and
   an admin would have to replay each. So they do not count toward the handler
   limit; they are retried with the same capped backoff (6 h) for as long as
-  ``TRANSIENT_PARK_AFTER`` (7 days) from the first failure of the streak, and
+  ``COACHPAY_WEBHOOK_TRANSIENT_PARK_DAYS`` (7) from the first failure of the streak, and
   only then parked: an event that can never get through (a Stripe call that
   always times out) still ends, an outage never parks anything.
 
@@ -36,6 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.inbox_models import FAILED, PARKED, PENDING, WebhookEvent
+from core.settings import Settings
 from core.stripe_errors import (
     StripeAuthenticationError,
     StripeBalanceInsufficient,
@@ -44,10 +45,11 @@ from core.stripe_errors import (
 
 log = logging.getLogger("core.inbox")
 
-# Module constants, not settings (yet): see the module docstring for the why.
-MAX_HANDLER_FAILURES = 8
+# The defaults of COACHPAY_WEBHOOK_MAX_HANDLER_FAILURES and _TRANSIENT_PARK_DAYS;
+# the code takes the values from the settings it is passed.
+MAX_HANDLER_FAILURES: int = Settings.model_fields["webhook_max_handler_failures"].default
 REPLAY_HANDLER_FAILURES = 1
-TRANSIENT_PARK_AFTER = timedelta(days=7)
+TRANSIENT_PARK_AFTER = timedelta(days=Settings.model_fields["webhook_transient_park_days"].default)
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=6)
 MAX_ERROR_LENGTH = 2000
@@ -69,7 +71,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     psycopg.InterfaceError,
     PoolTimeout,
     ConnectionError,
-    TimeoutError,  # the handler ran past HANDLER_TIMEOUT (core.inbox)
+    TimeoutError,  # the handler ran past COACHPAY_WEBHOOK_HANDLER_TIMEOUT_SECONDS
 )
 
 
@@ -99,12 +101,14 @@ class Streak:
     replays: int
 
 
-def should_park(streak: Streak, kind: FailureKind, *, now: datetime) -> bool:
+def should_park(streak: Streak, kind: FailureKind, *, now: datetime, settings: Settings) -> bool:
     """The parking rule, for the failure just recorded in ``streak``."""
     if kind is FailureKind.HANDLER:
-        limit = MAX_HANDLER_FAILURES if streak.replays == 0 else REPLAY_HANDLER_FAILURES
+        limit = settings.webhook_max_handler_failures
+        if streak.replays > 0:
+            limit = REPLAY_HANDLER_FAILURES
         return streak.handler_failures >= limit
-    return now - streak.failing_since >= TRANSIENT_PARK_AFTER
+    return now - streak.failing_since >= timedelta(days=settings.webhook_transient_park_days)
 
 
 # What an error message may carry that an admin page must not show: API keys,
@@ -149,6 +153,7 @@ async def record_failure(
     error: BaseException,
     *,
     now: datetime,
+    settings: Settings,
 ) -> bool:
     """Record the failure, then schedule the next try or park the event (True)."""
     kind = classify(error)
@@ -179,7 +184,7 @@ async def record_failure(
         streak = Streak(
             row.handler_failures, row.transient_failures, row.failing_since, row.replays
         )
-        if should_park(streak, kind, now=now):
+        if should_park(streak, kind, now=now, settings=settings):
             row.status, row.next_attempt_at, row.parked_at = PARKED, None, now
             log.error(
                 "webhook event %s (%s) parked after %s handler and %s transient failures: %s",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigurationError
@@ -20,6 +21,14 @@ DEV_PLATFORM_WEBHOOK_SECRET = "whsec_coachpay_platform_dev"
 DEV_CONNECT_WEBHOOK_SECRET = "whsec_coachpay_connect_dev"
 MIN_JWT_SECRET_BYTES = 32  # HS256: a key shorter than the hash is guessable offline
 LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
+
+
+def stripe_retry_backoff_seconds(max_retries: int) -> float:
+    """The most the Stripe gateway sleeps between its retries: each wait is capped at
+    ``RetryPolicy.max_backoff`` (core.stripe_retry), a Retry-After included."""
+    from core.stripe_retry import RetryPolicy
+
+    return max_retries * RetryPolicy().max_backoff
 
 
 class Settings(BaseSettings):
@@ -69,6 +78,55 @@ class Settings(BaseSettings):
     # is looked up by metadata before a new transfer is attempted.
     stripe_idempotency_window_hours: int = Field(default=24, ge=1)
 
+    # Failure handling: webhook parking (core.inbox_failures, core.inbox), the payout
+    # refusal backoff (payouts.refusals), refund intents (sessions.refund_intents)
+    # and where outgoing webhooks may go (core.outbox.ssrf). Passed to the code
+    # that uses them, never read from a global.
+    webhook_max_handler_failures: int = Field(
+        default=8, ge=1, le=100,
+        description="handler errors in a row that park an incoming webhook event "
+        "(after an admin's replay, one is enough)",
+    )  # fmt: skip
+    webhook_transient_park_days: int = Field(
+        default=7, ge=1, le=90,
+        description="how long an event failing only for transient reasons (Stripe or the "
+        "database away) is retried before it is parked",
+    )  # fmt: skip
+    # Below the inbox's 5-minute claim lease (core.inbox.CLAIM_LEASE), so no second
+    # worker is handed an event whose handler still runs.
+    webhook_handler_timeout_seconds: float = Field(
+        default=240.0, gt=0, lt=300,
+        description="time one webhook event's handlers may take (a transient failure after)",
+    )  # fmt: skip
+    payout_refusal_backoff_base_minutes: int = Field(
+        default=60, ge=1, le=24 * 60,
+        description="wait after a coach's first refused transfer, doubling with each refusal "
+        "in a row",
+    )  # fmt: skip
+    payout_refusal_backoff_cap_hours: int = Field(
+        default=24, ge=1, le=24 * 30, description="the longest refusal backoff"
+    )  # fmt: skip
+    payout_pause_after_refusals: int = Field(
+        default=3, ge=1, le=100,
+        description="refused transfers in a row that pause a coach's payouts until an admin "
+        "resumes them",
+    )  # fmt: skip
+    refund_replay_window_minutes: int = Field(
+        default=60, ge=1, le=24 * 60,
+        description="a refund request repeating an earlier one (same amount and reason) within "
+        "it gets the first one's refund",
+    )  # fmt: skip
+    refund_intent_stale_minutes: int = Field(
+        default=5, ge=1, le=24 * 60,
+        description="after it, an open refund intent is resolved by asking Stripe; must exceed "
+        "the Stripe timeout x (retries + 1) plus their backoff",
+    )  # fmt: skip
+    webhook_allowed_networks: str = Field(
+        default="",
+        description="comma-separated CIDRs outgoing webhooks may reach although private "
+        "(e.g. `10.20.0.0/16`); empty: public addresses only",
+    )
+
     ledger_hot_slots: int = Field(default=16, ge=1, le=256)
     log_level: str = "INFO"
 
@@ -79,6 +137,32 @@ class Settings(BaseSettings):
 
         currency_exponent(v.lower())
         return v.lower()
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, v: str) -> str:
+        for part in v.split(","):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"{part.strip()!r} is not an IP network") from None
+        return v
+
+    @model_validator(mode="after")
+    def _stale_after_stripe_gives_up(self) -> Settings:
+        # An intent younger than the longest a Stripe call can take (every retry
+        # timing out, with the SDK's backoff between them) may still be in flight:
+        # resolving it would look for a refund Stripe is about to make.
+        longest = self.stripe_timeout_seconds * (self.stripe_max_retries + 1)
+        longest += stripe_retry_backoff_seconds(self.stripe_max_retries)
+        if self.refund_intent_stale_minutes * 60 <= longest:
+            raise ValueError(
+                f"COACHPAY_REFUND_INTENT_STALE_MINUTES: must exceed {longest:.0f} s, the longest a "
+                "Stripe call can take (stripe_timeout_seconds x (stripe_max_retries + 1) "
+                "plus backoff)"
+            )
+        return self
 
     @property
     def uses_emulator(self) -> bool:
@@ -157,6 +241,9 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            name = "COACHPAY_" + "_".join(str(p) for p in err["loc"]).upper()
-            lines.append(f"{name}: {err['msg']}")
+            if err["loc"]:
+                name = "COACHPAY_" + "_".join(str(p) for p in err["loc"]).upper()
+                lines.append(f"{name}: {err['msg']}")
+            else:  # a rule across settings: its message names them
+                lines.append(str(err["msg"]))
         raise ConfigurationError("invalid configuration: " + "; ".join(lines)) from None

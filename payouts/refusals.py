@@ -7,7 +7,7 @@ daily schedule or not: a failed payout does not use up the day). So each
 refusal in a row pushes the coach's next payout back (1 h, 2 h, 4 h, ...
 capped at 24 h: ``coach_profiles.payout_retry_at``, obeyed by every reserve
 path through ``connect.profile.BACKOFF_OVER_SQL``), and the
-``PAUSE_AFTER_REFUSALS``-th pauses the coach's payouts (``PauseSource.
+``COACHPAY_PAYOUT_PAUSE_AFTER_REFUSALS``-th (3) pauses the coach's payouts (``PauseSource.
 TRANSFER_REFUSALS``) until an admin resumes them. A paid transfer resets the
 count (payouts/sql.py, in the settle statements).
 
@@ -26,12 +26,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from connect.models import PauseSource
+from core.settings import Settings
 from payouts.admin import MAX_REASON, set_paused
 
-# Module constants; candidates for settings (COACHPAY_PAYOUT_REFUSAL_*).
-REFUSAL_BACKOFF_BASE = timedelta(hours=1)
-REFUSAL_BACKOFF_CAP = timedelta(hours=24)
-PAUSE_AFTER_REFUSALS = 3
+# The default of COACHPAY_PAYOUT_PAUSE_AFTER_REFUSALS; the code reads the settings
+# it is passed (COACHPAY_PAYOUT_REFUSAL_BACKOFF_BASE_MINUTES and _CAP_HOURS too).
+PAUSE_AFTER_REFUSALS: int = Settings.model_fields["payout_pause_after_refusals"].default
 _MAX_TEXT = 2000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -43,10 +43,11 @@ _COUNT = text(
 _RETRY_AT = text("UPDATE coach_profiles SET payout_retry_at = :at WHERE user_id = :c")
 
 
-def refusal_backoff(refusals: int) -> timedelta:
-    """1 h after the first refusal in a row, doubling, capped at 24 h."""
+def refusal_backoff(refusals: int, settings: Settings) -> timedelta:
+    """1 h after the first refusal in a row, doubling, capped at 24 h (the defaults)."""
     exponent = min(max(refusals - 1, 0), 16)
-    return min(REFUSAL_BACKOFF_BASE * 2**exponent, REFUSAL_BACKOFF_CAP)
+    base = timedelta(minutes=settings.payout_refusal_backoff_base_minutes)
+    return min(base * 2**exponent, timedelta(hours=settings.payout_refusal_backoff_cap_hours))
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,7 @@ async def record_refusal(
     payout_id: int,
     message: str,
     now: datetime,
+    settings: Settings,
 ) -> RefusalState | None:
     """Count a refused transfer (``None``: no coach profile). Flushes; the caller commits.
 
@@ -85,9 +87,9 @@ async def record_refusal(
     if row is None:
         return None
     refusals, already_paused = int(row.payout_refusals), bool(row.payouts_paused)
-    retry_at = now + refusal_backoff(refusals)
+    retry_at = now + refusal_backoff(refusals, settings)
     await db.execute(_RETRY_AT, {"c": coach_id, "at": retry_at})
-    pause = refusals >= PAUSE_AFTER_REFUSALS and not already_paused
+    pause = refusals >= settings.payout_pause_after_refusals and not already_paused
     if pause:
         reason = f"Stripe refused {refusals} transfers in a row: {clean}"
         await set_paused(

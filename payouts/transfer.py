@@ -129,8 +129,9 @@ async def process_payout(
             await fail(db, payout, code=exc.code, reason=reason, now=now)
             # After the ledger, as settle() does: payout row, ledger, coach profile.
             state = await record_refusal(
-                db, coach_id=payout.coach_id, payout_id=payout.id, message=exc.message, now=now
-            )
+                db, coach_id=payout.coach_id, payout_id=payout.id, message=exc.message, now=now,
+                settings=settings,
+            )  # fmt: skip
             if state is not None:  # what the coach reads on the failed payout
                 payout.failure_reason = f"{reason} ({state.note()})"[:2000]
             return "failed"

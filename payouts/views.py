@@ -208,24 +208,38 @@ async def list_payouts(
         ),
         {"c": coach_id, "before": before_id, "n": _page(limit)},
     )
-    return [
-        PayoutView(
-            id=r.id,
-            currency=r.currency,
-            amount=r.amount,
-            status=r.status,
-            stripe_transfer_id=r.stripe_transfer_id,
-            created_at=r.created_at,
-            settled_at=r.settled_at,
-            failure_code=r.failure_code,
-            failure_reason=r.failure_reason,
-            waiting_on_platform_funds=r.status == "waiting_funds",
-            reversed_amount=r.reversed_amount,
-            retry_of=r.retry_of,
-            earning_ids=list(r.earning_ids),
-        )
-        for r in rows
-    ]
+    return [_payout_view(r) for r in rows]
+
+
+def _payout_view(r: Any) -> PayoutView:
+    return PayoutView(
+        id=r.id,
+        currency=r.currency,
+        amount=r.amount,
+        status=r.status,
+        stripe_transfer_id=r.stripe_transfer_id,
+        created_at=r.created_at,
+        settled_at=r.settled_at,
+        failure_code=r.failure_code,
+        failure_reason=r.failure_reason,
+        waiting_on_platform_funds=r.status == "waiting_funds",
+        reversed_amount=r.reversed_amount,
+        retry_of=r.retry_of,
+        earning_ids=list(r.earning_ids),
+    )
+
+
+async def get_payout(db: AsyncSession, payout_id: int) -> tuple[int, PayoutView] | None:
+    """(its coach's id, the payout as ``list_payouts`` shows it); None: no such payout."""
+    rows = await db.execute(
+        text(
+            "SELECT p.*, COALESCE((SELECT array_agg(e.id ORDER BY e.id) FROM earnings e "
+            "  WHERE e.payout_id = p.id), '{}') AS earning_ids FROM payouts p WHERE p.id = :id"
+        ),
+        {"id": payout_id},
+    )
+    r = rows.one_or_none()
+    return None if r is None else (int(r.coach_id), _payout_view(r))
 
 
 async def list_bank_payouts(
@@ -250,3 +264,35 @@ async def list_bank_payouts(
         )
         for r in rows
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutState:
+    """Why a coach's payouts may not go out now: a pause (by an admin, or after
+    refused transfers: ``payouts_paused_by``) and the refusal backoff."""
+
+    payouts_paused: bool
+    payouts_paused_reason: str | None
+    payouts_paused_by: str | None  # connect.models.PauseSource
+    next_payout_attempt_at: datetime | None  # refusal backoff; None: no wait
+
+
+PAYOUT_STATE_SQL = (
+    "SELECT payouts_paused, payouts_paused_reason, payouts_paused_by, payout_retry_at "
+    "FROM coach_profiles WHERE user_id = %(coach_id)s"
+)
+
+
+async def payout_state(fetch: Fetch, coach_id: int, *, now: datetime) -> PayoutState:
+    """The coach's payout state at ``now`` (no profile: not paused, no wait)."""
+    rows = await fetch(PAYOUT_STATE_SQL, {"coach_id": coach_id})
+    if not rows:
+        return PayoutState(False, None, None, None)
+    r = rows[0]
+    retry_at = r.payout_retry_at if r.payout_retry_at and r.payout_retry_at > now else None
+    return PayoutState(
+        payouts_paused=bool(r.payouts_paused),
+        payouts_paused_reason=r.payouts_paused_reason if r.payouts_paused else None,
+        payouts_paused_by=r.payouts_paused_by if r.payouts_paused else None,
+        next_payout_attempt_at=retry_at,
+    )

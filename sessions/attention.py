@@ -1,6 +1,6 @@
 """Refunds that need a person: what the automatic paths could not make good.
 
-Two kinds, each open until the money has gone back to the mentee:
+Three kinds, each open until the money has gone back to the mentee:
 
 - ``refund_refused``: a cancelled session's refund that Stripe refused (a
   disputed charge, say). Open while the booking has money not refunded.
@@ -12,6 +12,12 @@ Two kinds, each open until the money has gone back to the mentee:
   ``retried_automatically``: the booking belongs to a cancelled session
   whose settle job will try again (sessions/cancellation.py), so nobody
   needs to act yet.
+
+- ``refund_unbooked``: a refund Stripe made that we refused to book
+  (sessions/refund_apply.py): more than the booking still held, or in
+  another currency. Stripe moved the money; finance reconciles it by hand.
+  Open while no refund of that Stripe id is booked (nothing closes it on
+  its own yet: a known gap).
 
 Known gap: a failed *automatic* refund leaves the booking counted as refunded
 (the money is the mentee's, not the coach's again), so ``POST .../refund``
@@ -31,6 +37,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sessions.cancellation import REFUSED_CAUSE, owed_filter
+from sessions.refund_apply import REFUND_UNBOOKED_CAUSE
 from sessions.refund_failures import FAILED_STATUSES
 
 MAX_PAGE = 200
@@ -61,10 +68,20 @@ _ITEMS = text(
     "  AND COALESCE((SELECT sum(l.amount) FROM refunds l WHERE l.booking_id = r.booking_id"
     f"    AND l.status NOT IN ({_FAILED}) AND l.created_at >= COALESCE(f.at, r.created_at)), 0)"
     "    < r.amount"
+    "), unbooked AS ("
+    f"  SELECT DISTINCT ON (e.detail ->> 'refund') '{REFUND_UNBOOKED_CAUSE}' AS kind,"
+    "    e.booking_id, NULL::bigint AS refund_id, e.detail ->> 'refund' AS stripe_refund_id,"
+    "    CAST(e.detail ->> 'amount' AS bigint) AS amount, e.at AS since,"
+    "    e.detail ->> 'error' AS detail, FALSE AS retried, 'u' || e.id AS tag"
+    "  FROM booking_events e"
+    f"  WHERE e.cause = '{REFUND_UNBOOKED_CAUSE}' AND NOT EXISTS (SELECT 1 FROM refunds l"
+    "    WHERE l.stripe_refund_id = e.detail ->> 'refund')"
+    "  ORDER BY e.detail ->> 'refund', e.at, e.id"
     ")"
     " SELECT i.*, b.coaching_session_id, b.coach_id, b.mentee_id, b.currency,"
     "   b.amount AS paid, b.amount_refunded, s.status AS session_status"
-    " FROM (SELECT * FROM refused UNION ALL SELECT * FROM failed) i"
+    " FROM (SELECT * FROM refused UNION ALL SELECT * FROM failed"
+    "   UNION ALL SELECT * FROM unbooked) i"
     " JOIN bookings b ON b.id = i.booking_id"
     " JOIN coaching_sessions s ON s.id = b.coaching_session_id"
     " WHERE CAST(:before_at AS timestamptz) IS NULL"
@@ -75,14 +92,16 @@ _ITEMS = text(
 
 @dataclass(frozen=True, slots=True)
 class AttentionItem:
-    kind: str  # refund_refused | refund_failed
+    kind: str  # refund_refused | refund_failed | refund_unbooked
     booking_id: int
     coaching_session_id: int
     session_status: str
     coach_id: int
     mentee_id: int
     currency: str
-    amount: int  # what did not go back: the failed refund's, or what the booking still holds
+    # what did not go back: the failed refund's, or what the booking still holds;
+    # refund_unbooked: what Stripe refunded (in the refund's currency, see detail)
+    amount: int
     paid: int
     amount_refunded: int
     since: datetime

@@ -1,8 +1,10 @@
 """Disputes (chargebacks) of a booking's payment.
 
-Postings (debit +, credit -), ``s`` = the coach share of the disputed amount
-``a`` (cumulative split, the dispute taken as the last part of the charge),
-``f = a - s`` the platform fee part, ``k`` = the coach's pending account
+Postings (debit +, credit -), ``a`` = what Stripe withdrew (the dispute's
+amount), ``s`` = the coach share of the part of ``a`` the booking still holds
+(``min(a, amount - amount_refunded)``; cumulative split, taken as the last
+part of the charge), ``f = a - s`` the platform's part (its fee, and any part
+of ``a`` already refunded to the mentee), ``k`` = the coach's pending account
 while the earning is unreleased, else available:
 
 opened ``dispute:<du>:opened``  stripe_balance -a, disputes +a - s (= +f), coach k +s
@@ -79,19 +81,29 @@ async def open_dispute(
     key = f"dispute:{dispute.id}:opened"
     if await _posted(db, key) is not None:
         return
+    # Stripe withdraws the dispute's amount, and a cardholder may dispute the
+    # whole charge after a partial refund (the refund is then our evidence):
+    # ``amount`` is what left our Stripe balance (dispute_misfit caps it at the
+    # charge). The coach gives back only the share of what the booking still
+    # holds (``covered``, the last part of the charge): the refunded part's
+    # share went back with its refund. The rest waits in ``disputes`` as the
+    # platform's claim, and becomes a loss if the dispute is lost.
     amount = min(dispute.amount, booking.amount)
-    parts = refund_split(
-        original_gross=booking.amount,
-        bps=booking.fee_bps,
-        refunded_before=booking.amount - amount,
-        refund=amount,
-    )
-    kind = await take_share(db, booking.id, parts.coach_share)
+    covered = min(amount, booking.amount - booking.amount_refunded)
+    share = 0
+    if covered > 0:
+        share = refund_split(
+            original_gross=booking.amount,
+            bps=booking.fee_bps,
+            refunded_before=booking.amount - covered,
+            refund=covered,
+        ).coach_share
+    kind = await take_share(db, booking.id, share)
     cur = booking.currency
     legs = [
         Leg(await platform(db, Kind.STRIPE_BALANCE, cur), -amount, cur),
-        Leg(await platform(db, Kind.DISPUTES, cur), parts.platform_fee, cur),
-        Leg(await coach(db, booking.coach_id, kind, cur), parts.coach_share, cur),
+        Leg(await platform(db, Kind.DISPUTES, cur), amount - share, cur),
+        Leg(await coach(db, booking.coach_id, kind, cur), share, cur),
     ]
     await post(
         db,
@@ -121,7 +133,7 @@ async def open_dispute(
         actor=Actor.stripe(),
         cause="dispute_opened",
         at=now,
-        detail={"dispute": dispute.id, "amount": amount, "coach_part": parts.coach_share},
+        detail={"dispute": dispute.id, "amount": amount, "coach_part": share},
     )
 
 

@@ -13,11 +13,13 @@ from core.money import refund_split
 from core.stripe_types import Refund as StripeRefund
 from sessions.audit import Actor, transition
 from sessions.earnings import take_share
-from sessions.models import Booking, BookingStatus, Refund
+from sessions.models import Booking, BookingEvent, BookingStatus, Refund
 from sessions.postings import post_refund
 from sessions.refund_failures import FAILED_STATUSES
 
 log = logging.getLogger(__name__)
+
+REFUND_UNBOOKED_CAUSE = "refund_unbooked"
 
 Source = Literal["api", "auto", "stripe"]
 
@@ -32,9 +34,15 @@ async def apply_refund(
     now: datetime,
     reason: str | None = None,
 ) -> Refund | None:
-    """Book one Stripe refund of the booking's payment; None if it was booked already.
+    """Book one Stripe refund of the booking's payment; None if nothing was booked.
 
-    The caller holds the booking's row lock.
+    ``refund`` must have been read from Stripe (never taken from a message).
+    The caller holds the booking's row lock. A refund larger than what the
+    booking still holds, or in another currency, is refused, never clipped:
+    Stripe moved that money, so booking a part of it would hide the rest.
+    It is logged as an error, written to the booking's audit
+    (``REFUND_UNBOOKED_CAUSE``) and listed as ``refund_unbooked`` among the
+    refunds needing attention (sessions/attention.py) for finance.
     """
     existing = (
         await db.execute(select(Refund).where(Refund.stripe_refund_id == refund.id))
@@ -50,9 +58,11 @@ async def apply_refund(
         log.warning("refund %s is not for booking %s's payment", refund.id, booking.id)
         return None
     remaining = booking.amount - booking.amount_refunded
-    amount = min(refund.amount, remaining)
-    if amount <= 0:
+    misfit = refund_misfit(booking, refund)
+    if misfit is not None:
+        await _refuse(db, booking, refund, misfit, now=now)
         return None
+    amount = refund.amount
     parts = refund_split(
         original_gross=booking.amount,
         bps=booking.fee_bps,
@@ -86,6 +96,7 @@ async def apply_refund(
         created_at=now,
     )
     db.add(row)
+    assert remaining >= amount
     booking.amount_refunded += amount
     to = (
         BookingStatus.REFUNDED
@@ -108,3 +119,45 @@ async def apply_refund(
         },
     )
     return row
+
+
+def refund_misfit(booking: Booking, refund: StripeRefund) -> str | None:
+    """Why Stripe's refund cannot be booked against ``booking`` (None: it can)."""
+    if refund.currency != booking.currency:
+        return f"currency {refund.currency} is not the booking's {booking.currency}"
+    remaining = booking.amount - booking.amount_refunded
+    if not 0 < refund.amount <= remaining:
+        return f"amount {refund.amount} outside 1..{remaining} (what the booking still holds)"
+    return None
+
+
+async def _refuse(
+    db: AsyncSession, booking: Booking, refund: StripeRefund, misfit: str, *, now: datetime
+) -> None:
+    """Record, once per Stripe refund, that it was not booked and why."""
+    seen = await db.execute(
+        select(BookingEvent.id)
+        .where(
+            BookingEvent.booking_id == booking.id,
+            BookingEvent.cause == REFUND_UNBOOKED_CAUSE,
+            BookingEvent.detail["refund"].astext == refund.id,
+        )
+        .limit(1)
+    )
+    if seen.scalar_one_or_none() is not None:
+        return
+    log.error("refund %s not booked on booking %s: %s", refund.id, booking.id, misfit)
+    await transition(
+        db,
+        booking,
+        booking.status,
+        actor=Actor.stripe(),
+        cause=REFUND_UNBOOKED_CAUSE,
+        at=now,
+        detail={
+            "refund": refund.id,
+            "amount": refund.amount,
+            "currency": refund.currency,
+            "error": misfit,
+        },
+    )

@@ -9,21 +9,22 @@ rules (one place; sessions/refunds.py applies them):
   (else ``IdempotencyKeyReused``, 422); it gets the first one's outcome
   (the refund, or the same refusal), or replays it while it is open.
 - Without one: the same booking, sender, asked amount (``None``: "all that
-  remains") and reason, within ``REPLAY_WINDOW`` of the first, is the same
-  request, unless the first was refused (a refusal moved no money; asking
+  remains") and reason, within ``COACHPAY_REFUND_REPLAY_WINDOW_MINUTES`` (60)
+  of the first, is the same request, unless the first was refused (a refusal moved no money; asking
   again is a new attempt). To refund the same amount twice on purpose
   within the window, send a distinct ``Idempotency-Key`` each time.
 - At most one intent per booking is open (a unique index). Another request
   meanwhile is ``RefundInProgress`` (409), until the open one is older than
-  ``STALE_AFTER``: then it is resolved first, by looking for its refund at
-  Stripe (metadata ``refund_intent``), never by sending it again. Found: it
+  ``COACHPAY_REFUND_INTENT_STALE_MINUTES`` (5): then it is resolved first, by
+  looking for its refund at Stripe (metadata ``refund_intent``), never by
+  sending it again. Found: it
   is booked; not found: it is closed as never made. So a key is replayed
   only while young, far inside Stripe's 24 h idempotency window.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -31,15 +32,17 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict, InvalidInput
+from core.settings import Settings
 from core.stripe_gateway import StripeGateway, idempotency_key
 from core.stripe_types import Refund as StripeRefund
 from sessions.models import Booking, IntentStatus, Refund, RefundIntent
 from sessions.refund_failures import FAILED_STATUSES
 
-# Would be settings (refund_replay_window_minutes, refund_intent_stale_minutes).
-REPLAY_WINDOW = timedelta(hours=1)
-# Longer than any one Stripe call with its retries (timeout x attempts + backoff).
-STALE_AFTER = timedelta(minutes=5)
+# The defaults of COACHPAY_REFUND_REPLAY_WINDOW_MINUTES and
+# COACHPAY_REFUND_INTENT_STALE_MINUTES (the latter longer than any one Stripe call
+# with its retries: core.settings checks it); an Ask carries the values in use.
+REPLAY_WINDOW = timedelta(minutes=Settings.model_fields["refund_replay_window_minutes"].default)
+STALE_AFTER = timedelta(minutes=Settings.model_fields["refund_intent_stale_minutes"].default)
 INTENT_METADATA = "refund_intent"
 _MAX_ERROR = 500
 
@@ -63,6 +66,15 @@ class Ask:
     reason: str | None
     actor_user_id: int | None
     client_key: str | None
+    replay_window: timedelta = REPLAY_WINDOW
+    stale_after: timedelta = STALE_AFTER
+
+    def with_settings(self, settings: Settings) -> Ask:
+        return replace(
+            self,
+            replay_window=timedelta(minutes=settings.refund_replay_window_minutes),
+            stale_after=timedelta(minutes=settings.refund_intent_stale_minutes),
+        )
 
 
 def intent_key(intent: RefundIntent) -> str:
@@ -89,8 +101,8 @@ def _same(intent: RefundIntent, ask: Ask) -> bool:
     )
 
 
-def _open_action(intent: RefundIntent, now: datetime) -> Action:
-    return "resolve" if now - intent.created_at >= STALE_AFTER else "replay"
+def _open_action(intent: RefundIntent, ask: Ask, now: datetime) -> Action:
+    return "resolve" if now - intent.created_at >= ask.stale_after else "replay"
 
 
 async def open_intent(db: AsyncSession, booking_id: int) -> RefundIntent | None:
@@ -118,14 +130,14 @@ async def match(
                     field="Idempotency-Key",
                 )
             if keyed.status == IntentStatus.OPEN:
-                return _open_action(keyed, now), keyed
+                return _open_action(keyed, ask, now), keyed
             return ("done" if keyed.status == IntentStatus.SUCCEEDED else "failed"), keyed
     elif ask.source == "auto":
         # The job's "refund what remains": the booking's state says what is left once a
         # refund is booked, so only an open intent of its own is a retry of it.
         own = await open_intent(db, booking.id)
         if own is not None and own.source == "auto":
-            return _open_action(own, now), own
+            return _open_action(own, ask, now), own
     else:
         stmt = (
             select(RefundIntent)
@@ -137,7 +149,7 @@ async def match(
                 if ask.actor_user_id is None
                 else RefundIntent.actor_user_id == ask.actor_user_id,
                 RefundIntent.status != IntentStatus.FAILED.value,
-                RefundIntent.created_at >= now - REPLAY_WINDOW,
+                RefundIntent.created_at >= now - ask.replay_window,
             )
             .order_by(RefundIntent.id.desc())
         )
@@ -145,13 +157,13 @@ async def match(
             if not _same(prior, ask):
                 continue
             if prior.status == IntentStatus.OPEN:
-                return _open_action(prior, now), prior
+                return _open_action(prior, ask, now), prior
             if not await _came_back(db, prior):
                 return "done", prior
     other = await open_intent(db, booking.id)
     if other is None:
         return "new", None
-    if _open_action(other, now) == "resolve":
+    if _open_action(other, ask, now) == "resolve":
         return "resolve", other
     raise RefundInProgress(
         f"a refund of {other.amount} of this booking is being made; retry shortly"

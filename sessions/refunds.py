@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.clock import Clock
 from core.errors import Conflict, InvalidInput
 from core.money import MAX_AMOUNT
+from core.settings import Settings
 from core.stripe_gateway import StripeGateway
 from core.stripe_types import Refund as StripeRefund
 from sessions import refund_intents as intents
@@ -94,6 +95,7 @@ async def request_refund(
     gateway: StripeGateway,
     clock: Clock,
     client_key: str | None = None,
+    settings: Settings | None = None,
 ) -> RefundAnswer:
     """Refund ``amount`` (default: all that remains) of a paid booking, once per request.
 
@@ -111,6 +113,8 @@ async def request_refund(
         actor_user_id=actor.user_id,
         client_key=client_key,
     )
+    if settings is not None:  # else the defaults of the refund intent settings
+        ask = ask.with_settings(settings)
 
     async def new_amount(booking: Booking) -> int:
         session = await db.get(CoachingSession, booking.coaching_session_id)
@@ -148,6 +152,7 @@ async def refund_booking(
     gateway: StripeGateway,
     clock: Clock,
     client_key: str | None = None,
+    settings: Settings | None = None,
 ) -> Refund:
     """``request_refund``'s refund."""
     answer = await request_refund(
@@ -159,6 +164,7 @@ async def refund_booking(
         gateway=gateway,
         clock=clock,
         client_key=client_key,
+        settings=settings,
     )
     return answer.refund
 

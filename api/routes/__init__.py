@@ -19,6 +19,7 @@ from api.routes import (
     finance,
     health,
     pages,
+    payouts_read,
     sessions,
     webhooks,
 )
@@ -35,6 +36,7 @@ ROUTERS: list[Router] = [
     booking_history.router,
     coach_money.router,
     admin_payouts.router,
+    payouts_read.router,
     admin_webhooks.router,
     finance.router,
     admin_events.router,

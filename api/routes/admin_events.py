@@ -192,7 +192,8 @@ async def create_endpoint(
     body: CreateEndpoint = await _decode(request, CreateEndpoint, empty_ok=False)
     ep, secret = await endpoints.create_endpoint(
         db, url=body.url, event_types=body.event_types, description=body.description,
-        enabled=body.enabled, ordered=body.ordered, guard=endpoints.Guard.from_env(),
+        enabled=body.enabled, ordered=body.ordered,
+        guard=endpoints.Guard.from_settings(ctx.settings),
         actor_user_id=current_user.id, now=ctx.clock.now(),
     )  # fmt: skip
     return WithSecret(endpoint=_out(ep), secret=secret)
@@ -221,7 +222,8 @@ async def patch_endpoint(
     body: EndpointChanges = await _decode(request, EndpointChanges, empty_ok=False)
     changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET}
     ep = await endpoints.update_endpoint(
-        db, endpoint_id=endpoint_id, changes=changes, guard=endpoints.Guard.from_env(),
+        db, endpoint_id=endpoint_id, changes=changes,
+        guard=endpoints.Guard.from_settings(ctx.settings),
         actor_user_id=current_user.id, now=ctx.clock.now(),
     )  # fmt: skip
     return _out(ep)

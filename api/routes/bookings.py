@@ -12,11 +12,13 @@ from litestar.params import Parameter
 from api.deps import AppCtx, AuthUser, DbSession, read_json, require_role
 from api.openapi_errors import REQUEST_BODY
 from api.routes.sessions import BookingCreated, booking_created
-from core.money import MAX_AMOUNT
+from core.money import MAX_AMOUNT, split
 from core.users import Role
 from sessions import booking_changes as svc
 from sessions import booking_list
 from sessions.audit import Actor
+from sessions.booking import get_booking
+from sessions.errors import BookingNotFound
 from sessions.refunds import MAX_REASON, PLAIN_TEXT, request_refund
 
 Id = Annotated[int, Parameter(gt=0, le=2**63 - 1)]
@@ -57,6 +59,28 @@ class BookingOut(msgspec.Struct):
     book_again_url: str | None
 
 
+class BookingFee(msgspec.Struct):
+    fee_bps: int
+    platform_fee: int  # of the amount paid, before refunds
+    coach_share: int
+
+
+class BookingDetailOut(msgspec.Struct):
+    id: int
+    status: str
+    coaching_session_id: int
+    coach_id: int
+    mentee_id: int
+    amount: int
+    currency: str
+    amount_refunded: int
+    created_at: datetime
+    paid_at: datetime | None
+    # The platform's fee and the coach's share: the mentee, finance and admin
+    # see it; null for the session's coach (their share is on their earnings).
+    fee: BookingFee | None
+
+
 class BookingList(msgspec.Struct):
     upcoming: list[BookingOut]
     past: list[BookingOut]
@@ -94,6 +118,37 @@ async def list_bookings(db: DbSession, current_user: AuthUser, ctx: AppCtx) -> B
         db, mentee_id=current_user.id, clock=ctx.clock
     )
     return BookingList([_out(v) for v in upcoming], [_out(v) for v in past])
+
+
+@get("/bookings/{booking_id:int}")
+async def get_one_booking(
+    booking_id: Id, db: DbSession, current_user: AuthUser
+) -> BookingDetailOut:
+    """One booking, the object outgoing ``booking.*`` events link to: its mentee, its
+    session's coach (without the fee), finance and admin; 404 for anyone else."""
+    booking = await get_booking(db, booking_id)
+    role = current_user.role
+    mine = (role == Role.MENTEE and booking.mentee_id == current_user.id) or role in (
+        Role.FINANCE,
+        Role.ADMIN,
+    )
+    coach = role == Role.COACH and booking.coach_id == current_user.id
+    if not (mine or coach):
+        raise BookingNotFound(f"booking {booking_id} does not exist")
+    parts = split(booking.amount, booking.fee_bps)
+    return BookingDetailOut(
+        id=booking.id,
+        status=booking.status,
+        coaching_session_id=booking.coaching_session_id,
+        coach_id=booking.coach_id,
+        mentee_id=booking.mentee_id,
+        amount=booking.amount,
+        currency=booking.currency,
+        amount_refunded=booking.amount_refunded,
+        created_at=booking.created_at,
+        paid_at=booking.paid_at,
+        fee=BookingFee(booking.fee_bps, parts.platform_fee, parts.coach_share) if mine else None,
+    )
 
 
 @post(
@@ -161,6 +216,7 @@ async def refund(
         gateway=ctx.gateway,
         clock=ctx.clock,
         client_key=request.headers.get("idempotency-key"),
+        settings=ctx.settings,
     )
     row = answer.refund
     out = RefundOut(
@@ -177,4 +233,7 @@ async def refund(
     return Response(out, status_code=201, headers=headers)
 
 
-router = Router(path="/v1", route_handlers=[list_bookings, cancel_booking, retry_booking, refund])
+router = Router(
+    path="/v1",
+    route_handlers=[list_bookings, get_one_booking, cancel_booking, retry_booking, refund],
+)

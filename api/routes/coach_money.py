@@ -37,6 +37,13 @@ class BalanceOut(msgspec.Struct):
 class BalancesOut(msgspec.Struct):
     coach_id: int
     balances: list[BalanceOut]
+    # Why payouts may not go out now: paused (``payouts_paused_by``: ``admin`` or
+    # ``transfer_refusals``, with the reason) or backing off after refused
+    # transfers until ``next_payout_attempt_at``.
+    payouts_paused: bool = False
+    payouts_paused_reason: str | None = None
+    payouts_paused_by: str | None = None
+    next_payout_attempt_at: datetime | None = None
 
 
 class EarningOut(msgspec.Struct):
@@ -110,11 +117,16 @@ async def my_balance(request: Request[Any, Any, Any], ctx: AppCtx) -> BalancesOu
         async with ctx.factory() as db:
             found = user.id, await views.coach_balance(db, user.id)
     coach_id, rows = found
+    state = await views.payout_state(ctx.reads.fetch, coach_id, now=ctx.clock.now())
     return BalancesOut(
         coach_id=coach_id,
         balances=[
             BalanceOut(**{f: getattr(b, f) for f in BalanceOut.__struct_fields__}) for b in rows
         ],
+        payouts_paused=state.payouts_paused,
+        payouts_paused_reason=state.payouts_paused_reason,
+        payouts_paused_by=state.payouts_paused_by,
+        next_payout_attempt_at=state.next_payout_attempt_at,
     )
 
 

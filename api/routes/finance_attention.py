@@ -21,7 +21,7 @@ _LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: str.isdigit() takes "²
 
 
 class AttentionOut(msgspec.Struct):
-    kind: str  # refund_refused | refund_failed
+    kind: str  # refund_refused | refund_failed | refund_unbooked
     booking_id: int
     coaching_session_id: int
     session_status: str

@@ -29,11 +29,12 @@ from api.routes.pages_base import (
     viewer_of,
 )
 from connect.service import get_account_view
+from core.db import driver_fetch
 from core.errors import InvalidInput
 from core.money import CURRENCIES
 from core.users import provision_user
 from ledger.models import Earning
-from payouts.views import coach_balance
+from payouts.views import coach_balance, payout_state
 
 Q = Annotated[str | None, QueryParameter()]
 From = Annotated[str | None, QueryParameter(name="from")]
@@ -113,6 +114,7 @@ async def coach_page(
     # No Stripe call here: the dashboard link is asked for when the coach clicks.
     account = await get_account_view(db, coach_id=who, gateway=None)
     every = await coach_balance(db, who)
+    payout = await payout_state(driver_fetch(db), who, now=ctx.clock.now())
     balances = [b for b in every if not cur or b.currency == cur]
     earned = await cq.earned_by_day(db, who, currency=cur, start=s, end=e)
     currencies = sorted({b.currency for b in balances} | set(earned) | ({cur} if cur else set()))
@@ -135,6 +137,7 @@ async def coach_page(
         status_badge=STATUS_BADGE.get(account.status, ""),
         returned=onboarding == "return",
         balances=balances,
+        payout_state=payout,
         earned={c: sum(earned.get(c, {}).values()) for c in currencies},
         next_releases=sorted(due, key=lambda b: (b.next_release_at, b.currency)),
         charts=charts,

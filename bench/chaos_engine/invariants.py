@@ -235,12 +235,17 @@ async def ledger_matches_stripe(world: World, stripe: dict[str, Any]) -> list[st
 
 
 async def inbox_settled(world: World) -> list[str]:
+    """Every event processed or ignored, or parked: settled with a person (the admin's
+    list and replay), which needs the reason it was parked for."""
     return [
         f"webhook {ev} ({typ}) still {status} after the drain: {err}"
+        if status != "parked"
+        else f"webhook {ev} ({typ}) parked without a reason"
         for ev, typ, status, err in await _rows(
             world,
             "SELECT stripe_event_id, type, status, last_error FROM webhook_events "
-            "WHERE status IN ('pending', 'failed')",
+            "WHERE status IN ('pending', 'failed')"
+            " OR (status = 'parked' AND coalesce(last_error, '') = '')",
         )
     ]
 

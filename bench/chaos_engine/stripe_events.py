@@ -16,10 +16,10 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from core.inbox import HandlerContext, event_row_id, process_due, process_event, store_event
-from core.inbox_models import FAILED, WebhookEvent
+from core.inbox_models import FAILED, PARKED, WebhookEvent
 from core.stripe_types import StripeEvent
 from payouts.errors import SimulatedCrash
 
@@ -114,11 +114,15 @@ class EventPump:
             return 0
 
     async def given_up(self) -> list[int]:
-        """Failed events the inbox no longer retries by itself (they wait for a person)."""
+        """Events the inbox no longer retries by itself: parked, waiting for a person
+        (core.inbox_failures), or failed with no next attempt (rows from before parking)."""
         async with self.world.factory() as db:
             rows = await db.execute(
                 select(WebhookEvent.id).where(
-                    WebhookEvent.status == FAILED, WebhookEvent.next_attempt_at.is_(None)
+                    or_(
+                        WebhookEvent.status == PARKED,
+                        and_(WebhookEvent.status == FAILED, WebhookEvent.next_attempt_at.is_(None)),
+                    )
                 )
             )
             return [int(r) for r in rows.scalars()]

@@ -47,6 +47,7 @@ from core.outbox import catalog, signing, ssrf
 from core.outbox.events import fan_out
 from core.outbox.models import Outcome
 from core.outbox.sender import TIMEOUT_SECONDS, AttemptResult, send
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 Factory = async_sessionmaker[AsyncSession]
@@ -128,8 +129,8 @@ class DeliveryConfig:
             raise ValueError("batch, concurrency, fanout_batch and timeout must be positive")
 
     @classmethod
-    def from_env(cls) -> DeliveryConfig:
-        return cls(allowed=ssrf.allowed_networks())
+    def from_settings(cls, settings: Settings) -> DeliveryConfig:
+        return cls(allowed=ssrf.allowed_networks(settings.webhook_allowed_networks))
 
 
 @dataclass(frozen=True, slots=True)

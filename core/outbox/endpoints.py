@@ -20,6 +20,7 @@ from core.errors import InvalidInput
 from core.outbox import catalog, signing, ssrf
 from core.outbox.errors import EndpointNotFound, InvalidEventTypes
 from core.outbox.models import Endpoint
+from core.settings import Settings
 
 MAX_TYPES = 64
 MAX_DESCRIPTION = 500
@@ -38,8 +39,8 @@ class Guard:
     resolver: ssrf.Resolver | None = None
 
     @classmethod
-    def from_env(cls) -> Guard:
-        return cls(allowed=ssrf.allowed_networks())
+    def from_settings(cls, settings: Settings) -> Guard:
+        return cls(allowed=ssrf.allowed_networks(settings.webhook_allowed_networks))
 
 
 def check_types(types: object) -> list[str]:

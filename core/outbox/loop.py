@@ -26,13 +26,12 @@ async def deliver_due(
     factory: Factory,
     *,
     clock: Clock,
-    config: DeliveryConfig | None = None,
+    config: DeliveryConfig,
     budget_seconds: float = 30.0,
 ) -> int:
     """Passes until nothing is due (or ``budget_seconds``): the scheduled job's body.
 
     Returns the deliveries made. Never raises: the next run tries again."""
-    config = config or DeliveryConfig.from_env()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + budget_seconds
     delivered = 0
@@ -60,7 +59,7 @@ async def deliver_due(
 
 
 async def run_forever(
-    factory: Factory, *, clock: Clock, stop: asyncio.Event, config: DeliveryConfig | None = None
+    factory: Factory, *, clock: Clock, stop: asyncio.Event, config: DeliveryConfig
 ) -> None:
     """The delivery loop as one long task: passes back to back while there is work,
     a poll every POLL_SECONDS otherwise, until ``stop`` is set."""

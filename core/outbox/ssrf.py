@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -60,9 +59,9 @@ class Target:
     addresses: tuple[str, ...]
 
 
-def allowed_networks(value: str | None = None) -> tuple[IPNetwork, ...]:
-    """The allow list: ``value``, or ``COACHPAY_WEBHOOK_ALLOWED_NETWORKS``; empty by default."""
-    raw = os.environ.get(ALLOWED_NETWORKS_ENV, "") if value is None else value
+def allowed_networks(value: str) -> tuple[IPNetwork, ...]:
+    """The allow list in ``value`` (``settings.webhook_allowed_networks``), empty by default."""
+    raw = value
     nets = []
     for part in raw.split(","):
         if part.strip():

@@ -267,3 +267,44 @@ async def test_a_database_that_is_away_is_a_503_not_a_500(
         "error": "ServiceUnavailable",
         "detail": "the database is unavailable; retry later",
     }
+
+
+async def test_a_coach_sees_why_payouts_are_paused_or_waiting(
+    app_client: Client, tokens: Tokens, clean_engine: AsyncEngine, api_clock: FrozenClock
+) -> None:
+    coach = await coach_id(app_client, tokens)
+    h = tokens.headers("coach")
+    body = (await app_client.get("/v1/coaches/me/balance", headers=h)).json()
+    assert (body["payouts_paused"], body["payouts_paused_reason"]) == (False, None)
+    assert (body["payouts_paused_by"], body["next_payout_attempt_at"]) == (None, None)
+    retry_at = api_clock.now() + timedelta(hours=2)
+    async with clean_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO coach_profiles (user_id, payout_schedule, payout_refusals,"
+                " payout_retry_at) VALUES (:u, 'instant', 2, :at)"
+            ),
+            {"u": coach, "at": retry_at},
+        )
+    body = (await app_client.get("/v1/coaches/me/balance", headers=h)).json()
+    assert body["payouts_paused"] is False
+    assert body["next_payout_attempt_at"].startswith(retry_at.strftime("%Y-%m-%dT%H:%M:%S"))
+    page = await app_client.get("/coach", headers=h)
+    assert 'id="payouts-backing-off"' in page.text and 'id="payouts-paused"' not in page.text
+    async with clean_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE coach_profiles SET payouts_paused = true, payouts_paused_by ="
+                " 'transfer_refusals', payouts_paused_reason = 'Stripe refused 3 transfers'"
+                " WHERE user_id = :u"
+            ),
+            {"u": coach},
+        )
+    body = (await app_client.get("/v1/coaches/me/balance", headers=h)).json()
+    assert (body["payouts_paused"], body["payouts_paused_by"]) == (True, "transfer_refusals")
+    assert body["payouts_paused_reason"] == "Stripe refused 3 transfers"
+    page = await app_client.get("/coach", headers=h)
+    assert 'id="payouts-paused"' in page.text and "Stripe refused 3 transfers" in page.text
+    api_clock.advance(timedelta(hours=3))  # the backoff is over: no wait shown
+    body = (await app_client.get("/v1/coaches/me/balance", headers=h)).json()
+    assert body["next_payout_attempt_at"] is None and body["payouts_paused"] is True

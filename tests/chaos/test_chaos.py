@@ -181,3 +181,38 @@ async def test_expired_checkout_of_a_booking_that_never_committed(env: Env) -> N
             )
         ).all()
     assert stuck == []
+
+
+async def test_a_parked_event_is_given_up_and_settled_with_a_person(env: Env) -> None:
+    """Parked events (core.inbox_failures) wait for a person: the drain replays them as an
+    operator would, and one left parked with its reason is not a stuck inbox."""
+    from bench.chaos_engine.invariants import inbox_settled
+
+    clock = await env.reset()
+    rng = random.Random(9)
+    settings = run_settings(env, rng)
+    world = World(env, rng, settings, env.gateways[0], clock)
+    pump = EventPump(
+        world,
+        FaultPlan.draw(9),
+        HandlerContext(gateway=world.gateway, clock=clock, settings=settings),
+    )
+    async with env.factory() as db, db.begin():
+        row = await db.execute(
+            text(
+                "INSERT INTO webhook_events (stripe_event_id, endpoint, type, livemode, payload,"
+                " received_at, status, attempts, last_error, handler_failures,"
+                " transient_failures, replays, parked_at)"
+                " VALUES ('evt_parked', 'platform', 'charge.refunded', false, '{}', :now,"
+                " 'parked', 8, 'KeyError: id', 8, 0, 0, :now) RETURNING id"
+            ),
+            {"now": clock.now()},
+        )
+        parked = int(row.scalar_one())
+    assert await pump.given_up() == [parked]
+    assert await inbox_settled(world) == []
+    async with env.factory() as db, db.begin():
+        await db.execute(text("UPDATE webhook_events SET last_error = NULL"))
+    assert await inbox_settled(world) == [
+        "webhook evt_parked (charge.refunded) parked without a reason"
+    ]

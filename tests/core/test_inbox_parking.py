@@ -15,7 +15,6 @@ import sqlalchemy.exc
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-import core.inbox
 from api.runtime import build_registry
 from core.audit import AuditEntry
 from core.clock import FrozenClock
@@ -231,9 +230,12 @@ async def test_an_error_whose_message_postgres_cannot_store_still_counts(
 async def test_a_handler_that_hangs_times_out_instead_of_holding_the_drain(
     factory: async_sessionmaker[AsyncSession],
     ctx: HandlerContext,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(core.inbox, "HANDLER_TIMEOUT", timedelta(milliseconds=50))
+    ctx = HandlerContext(
+        gateway=ctx.gateway,
+        clock=ctx.clock,
+        settings=load_settings(webhook_handler_timeout_seconds=0.05),
+    )
     never = asyncio.Event()
 
     async def hangs(db: AsyncSession, event: StripeEvent, _: HandlerContext) -> None:
@@ -308,3 +310,21 @@ async def test_a_replayed_event_is_processed_once_more_and_a_relapse_parks_at_on
     async with factory() as db:
         audited = await db.scalar(select(func.count()).where(AuditEntry.action == "webhook.replay"))
         assert audited == 2 and await parked_count(db) == 1
+
+
+async def test_the_handler_failure_limit_is_a_setting(
+    factory: async_sessionmaker[AsyncSession], clock: FrozenClock
+) -> None:
+    """COACHPAY_WEBHOOK_MAX_HANDLER_FAILURES=2: the second handler error parks the event."""
+    ctx = HandlerContext(
+        gateway=None,  # type: ignore[arg-type]
+        clock=clock,
+        settings=load_settings(webhook_max_handler_failures=2),
+    )
+    registry = HandlerRegistry()
+    registry.register("test.poison", _raising(RuntimeError("boom"), []))
+    row_id = await _store(factory, _event("evt_limit_two"))
+    assert await process_event(factory, registry, ctx, row_id) == "failed"
+    clock.advance(timedelta(hours=1))
+    assert await process_event(factory, registry, ctx, row_id) == "parked"
+    assert (await _row(factory, row_id)).handler_failures == 2

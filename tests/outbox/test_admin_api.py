@@ -19,16 +19,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks.webhooks import Webhook
 
 from api.runtime import Runtime
+from core.clock import FrozenClock
 from core.db import create_engine
-from core.outbox import ssrf
+from core.inbox import HandlerRegistry
 from core.outbox.delivery import DeliveryConfig
+from core.settings import Settings
 from tests.api.conftest import (  # noqa: F401  (fixtures)
     Tokens,
     api_clock,
     api_settings,
     app,
     app_client,
-    app_runtime,
     extra_routes,
     handler_registry,
     shared_app_client,
@@ -43,9 +44,22 @@ Client = AsyncTestClient[Litestar]
 BASE = "/v1/admin/events"
 
 
-@pytest.fixture(autouse=True)
-def allow_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(ssrf.ALLOWED_NETWORKS_ENV, "127.0.0.1/32")
+@pytest.fixture
+async def app_runtime(
+    api_settings: Settings,
+    api_clock: FrozenClock,
+    handler_registry: HandlerRegistry,
+    webhook_processing: str,
+    clean_engine: AsyncEngine,
+) -> AsyncIterator[Runtime]:
+    """The app's runtime, allowing webhooks to 127.0.0.1 (COACHPAY_WEBHOOK_ALLOWED_NETWORKS)."""
+    allowed = api_settings.model_copy(update={"webhook_allowed_networks": "127.0.0.1/32"})
+    runtime = Runtime(
+        allowed, clock=api_clock, registry=handler_registry, webhook_processing=webhook_processing
+    )
+    await runtime.start()
+    yield runtime
+    await runtime.stop()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from api.cli import _parser
 from api.jobs import OUTBOX_JOB_ID, start_scheduler
 from api.runtime import Runtime
 from core.clock import FrozenClock
-from core.outbox import ssrf
 from core.outbox.delivery import DeliveryConfig
 from core.outbox.endpoints import Guard
 from core.outbox.loop import deliver_due, run_forever
@@ -35,18 +34,19 @@ async def test_the_jobs_include_the_delivery_loop(commit_db_url: str) -> None:
     assert jobs[OUTBOX_JOB_ID].trigger.interval.total_seconds() == 1
 
 
-async def test_deliver_due_reads_the_allow_list_and_sends(
-    factory: Factory, clock: FrozenClock, guard: Guard, receiver: Receiver,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+async def test_deliver_due_takes_the_allow_list_from_settings(
+    factory: Factory, clock: FrozenClock, guard: Guard, receiver: Receiver
+) -> None:
     _, receiver.secret = await endpoint(factory, guard, clock, receiver.url)
     await emit(factory, clock.now(), 3)
     await fan_out_all(factory, clock)
-    assert await deliver_due(factory, clock=clock) == 0  # 127.0.0.1 is not allowed by default
+    default = DeliveryConfig.from_settings(load_settings())
+    assert await deliver_due(factory, clock=clock, config=default) == 0  # 127.0.0.1 refused
     assert receiver.requests == []
-    monkeypatch.setenv(ssrf.ALLOWED_NETWORKS_ENV, "127.0.0.1/32")
+    allowed = load_settings(webhook_allowed_networks="127.0.0.1/32")
     clock.advance(timedelta(hours=1))  # past the refused attempts' backoff
-    assert await deliver_due(factory, clock=clock) == 3
+    config = DeliveryConfig.from_settings(allowed)
+    assert await deliver_due(factory, clock=clock, config=config) == 3
     assert len(receiver.effects) == 3
 
 

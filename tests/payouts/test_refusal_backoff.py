@@ -79,6 +79,9 @@ class World:
             {"payouts_enabled": True, "transfers": "inactive"},
         )
 
+    def backoff(self, refusals: int) -> timedelta:
+        return refusal_backoff(refusals, self.settings)
+
     def accept(self, account: str) -> None:
         self.emu.control("POST", f"accounts/{account}/complete_onboarding")
 
@@ -135,16 +138,20 @@ async def test_four_runs_against_a_refusing_stripe_make_one_failed_payout_then_p
     assert _transfer_posts(world.emu) == 1
     assert result.created == 0 and result.errors == 0  # the candidates leave it out
     profile = await world.profile(coach)
-    assert profile.payout_refusals == 1 and profile.payout_retry_at == DUE + refusal_backoff(1)
+    assert profile.payout_refusals == 1 and profile.payout_retry_at == DUE + refusal_backoff(
+        1, world.settings
+    )
     assert profile.payout_last_refusal and not profile.payouts_paused
 
     # Each backoff waited out: a second refusal (then 2 h), a third: paused.
-    await world.run(DUE + refusal_backoff(1))
-    second_at = DUE + refusal_backoff(1)
-    assert (await world.profile(coach)).payout_retry_at == second_at + refusal_backoff(2)
+    await world.run(DUE + world.backoff(1))
+    second_at = DUE + world.backoff(1)
+    assert (await world.profile(coach)).payout_retry_at == second_at + refusal_backoff(
+        2, world.settings
+    )
     await world.run(second_at + timedelta(hours=1))  # still backing off
     assert len(await world.payouts(coach)) == 2
-    await world.run(second_at + refusal_backoff(2))
+    await world.run(second_at + world.backoff(2))
     profile = await world.profile(coach)
     assert profile.payout_refusals == PAUSE_AFTER_REFUSALS == 3
     assert profile.payouts_paused and profile.payouts_paused_by == PauseSource.TRANSFER_REFUSALS
@@ -174,10 +181,10 @@ async def test_a_paid_transfer_resets_the_count(world: World) -> None:
     coach, account = await world.coach()
     world.refuse(account)
     await world.run(DUE)
-    await world.run(DUE + refusal_backoff(1))
+    await world.run(DUE + world.backoff(1))
     assert (await world.profile(coach)).payout_refusals == 2
     world.accept(account)
-    again = DUE + refusal_backoff(1) + refusal_backoff(2)
+    again = DUE + world.backoff(1) + world.backoff(2)
     result = await world.run(again)
     assert result.paid == 1 and len(transfers_for(world.emu)) == 1
     profile = await world.profile(coach)
@@ -190,7 +197,9 @@ async def test_a_paid_transfer_resets_the_count(world: World) -> None:
     later = again + timedelta(hours=80)
     await world.run(later)
     profile = await world.profile(coach)
-    assert profile.payout_refusals == 1 and profile.payout_retry_at == later + refusal_backoff(1)
+    assert profile.payout_refusals == 1 and profile.payout_retry_at == later + refusal_backoff(
+        1, world.settings
+    )
 
 
 async def test_unknown_outcomes_and_short_platform_funds_are_not_refusals(world: World) -> None:
@@ -265,3 +274,27 @@ async def test_an_admin_retry_of_a_refused_payout_is_not_held_by_the_backoff(
     assert [p.status for p in await world.payouts(coach)] == ["failed", "paid"]
     assert made.retry_of == failed.id
     assert (await world.profile(coach)).payout_refusals == 0
+
+
+async def test_the_backoff_and_the_pause_are_settings(
+    factory: async_sessionmaker[AsyncSession],
+    tx: AsyncSession,
+    clock: FrozenClock,
+    settings: Settings,
+    gateway: StripeGateway,
+    emu: EmulatorServer,
+) -> None:
+    """COACHPAY_PAYOUT_REFUSAL_BACKOFF_BASE_MINUTES=5, _PAUSE_AFTER_REFUSALS=2."""
+    changed = settings.model_copy(
+        update={"payout_refusal_backoff_base_minutes": 5, "payout_pause_after_refusals": 2}
+    )
+    world = World(factory, tx, clock, changed, gateway, emu)
+    coach, account = await world.coach()
+    world.refuse(account)
+    await world.run(DUE)
+    profile = await world.profile(coach)
+    assert profile.payout_retry_at == DUE + timedelta(minutes=5) and not profile.payouts_paused
+    await world.run(DUE + timedelta(minutes=5))
+    profile = await world.profile(coach)
+    assert profile.payout_retry_at == DUE + timedelta(minutes=15)
+    assert profile.payouts_paused_by == PauseSource.TRANSFER_REFUSALS

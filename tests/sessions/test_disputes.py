@@ -97,3 +97,50 @@ async def test_dispute_inquiry_moves_no_money_until_it_escalates(
     assert await balance(db, p.disputes) == 2000
     assert await coach_balance(db, other_coach, Kind.PENDING) == 0
     assert await trial_balance(db) == 0
+
+
+@pytest.mark.parametrize("outcome", ["won", "lost"])
+async def test_a_full_charge_dispute_after_a_partial_refund(
+    db: AsyncSession, ctx: HandlerContext, emulator: EmulatorServer, outcome: str
+) -> None:
+    """Stripe withdraws the whole charge; the coach gives back only what they still hold."""
+    from core.stripe_types import Dispute
+    from core.stripe_types import Refund as StripeRefund
+    from sessions.audit import Actor
+    from sessions.disputes import close_dispute, open_dispute
+    from sessions.refund_apply import apply_refund
+
+    booking, coach, _ = await paid_booking(db, ctx, emulator)  # 10000, coach share 8000
+    now = ctx.clock.now()
+    refund = StripeRefund(
+        id="re_part", amount=4000, currency="usd", charge_id=booking.charge_id,
+        payment_intent_id=booking.payment_intent_id, status="succeeded", metadata={},
+        failure_reason=None,
+    )  # fmt: skip
+    await apply_refund(db, booking, refund, source="stripe", actor=Actor.stripe(), now=now)
+    assert await coach_balance(db, coach, Kind.PENDING) == -4800
+    p = await platform_accounts(db)
+    stripe_before = await balance(db, p.stripe)
+
+    def dispute(status: str) -> Dispute:
+        return Dispute(
+            id="du_full", amount=10000, currency="usd", status=status,
+            payment_intent_id=booking.payment_intent_id, charge_id=booking.charge_id,
+            fee=1500, fee_returned=1500 if status == "won" else 0,
+        )  # fmt: skip
+
+    await open_dispute(db, booking.id, dispute("needs_response"), now=now)
+    assert await balance(db, p.stripe) == stripe_before - 10000 - 1500
+    assert await coach_balance(db, coach, Kind.PENDING) == 0  # never above what it held
+    assert await balance(db, p.disputes) == 10000 - 4800
+    assert await trial_balance(db) == 0
+
+    await close_dispute(db, booking.id, dispute(outcome), now=now)
+    assert await balance(db, p.disputes) == 0
+    if outcome == "won":
+        assert await coach_balance(db, coach, Kind.PENDING) == -4800
+        assert await balance(db, p.stripe) == stripe_before
+    else:
+        assert await coach_balance(db, coach, Kind.PENDING) == 0
+        assert await balance(db, p.losses) == 10000 - 4800
+    assert await trial_balance(db) == 0

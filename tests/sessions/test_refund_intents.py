@@ -303,3 +303,22 @@ async def test_a_stale_intent_that_stripe_made_is_booked_not_sent_again(
     async with factory() as db:
         booking = await db.get(Booking, booking_id)
         assert booking is not None and booking.amount_refunded == 4000
+
+
+async def test_the_replay_window_is_a_setting(
+    factory: async_sessionmaker[AsyncSession],
+    race_ctx: HandlerContext,
+    own_emulator: EmulatorServer,
+) -> None:
+    """COACHPAY_REFUND_REPLAY_WINDOW_MINUTES=5: the same request 10 minutes later is new."""
+    from core.settings import load_settings
+
+    short = load_settings(refund_replay_window_minutes=5)
+    booking_id, mentee = await _paid(factory, race_ctx, own_emulator)
+    me = Actor.user(mentee, "mentee")
+    first = await in_tx(factory, _refund(race_ctx, booking_id, me, amount=1000, settings=short))
+    race_ctx.clock.advance(timedelta(minutes=10))  # type: ignore[attr-defined]
+    default = await in_tx(factory, _refund(race_ctx, booking_id, me, amount=1000))
+    assert default.id == first.id  # within the default hour: the same request
+    later = await in_tx(factory, _refund(race_ctx, booking_id, me, amount=1000, settings=short))
+    assert later.id != first.id and _stripe_refunds(own_emulator) == [1000, 1000]

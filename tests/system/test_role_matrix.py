@@ -119,6 +119,12 @@ TABLE: dict[str, Rule] = {
     "POST /v1/bookings/{booking_id}/refund": rule(
         M, C, A, obj="booking:paid", owner_only=frozenset({M, C}), body="refund"
     ),
+    # The objects outgoing events link to: the booking's mentee, its session's coach
+    # (without the fee: test_one_booking_hides_the_fee_from_its_coach), finance, admin.
+    "GET /v1/bookings/{booking_id}": rule(
+        M, C, F, A, obj="booking:paid", owner_only=frozenset({M, C})
+    ),
+    "GET /v1/payouts/{payout_id}": rule(C, F, A, obj="payout", owner_only=frozenset({C})),
     "GET /v1/bookings/{booking_id}/history": rule(
         M, F, A, obj="booking:paid", owner_only=frozenset({M})
     ),
@@ -350,3 +356,25 @@ async def test_coach_page_is_the_callers_own(world: World) -> None:
     assert "coach-b" in r.text and "coach-a" not in r.text
     r = await world.client.get(url, headers=world.headers(F))
     assert r.status_code == 200 and "coach-a" in r.text, r.text
+
+
+async def test_one_booking_hides_the_fee_from_its_coach(world: World) -> None:
+    booking = world.a.bookings["paid"]
+    seen = {}
+    for role in (M, C, F):
+        r = await world.client.get(f"/v1/bookings/{booking}", headers=world.headers(role))
+        assert r.status_code == 200, r.text
+        seen[role] = r.json()
+    assert seen[C]["fee"] is None
+    fee = seen[M]["fee"]
+    assert fee == seen[F]["fee"] and fee["platform_fee"] + fee["coach_share"] == seen[M]["amount"]
+    assert seen[C]["amount"] == seen[M]["amount"] and seen[C]["mentee_id"] == seen[M]["mentee_id"]
+
+
+async def test_one_payout_is_its_coachs(world: World) -> None:
+    payout = world.a.payout_ids[0]
+    r = await world.client.get(f"/v1/payouts/{payout}", headers=world.headers(C))
+    assert r.status_code == 200 and r.json()["payout"]["id"] == payout, r.text
+    assert r.json()["coach_id"] == world.a.coach_id
+    other = await world.client.get(f"/v1/payouts/{payout}", headers=world.headers(C, "b"))
+    assert other.status_code == 404 and other.json()["error"] == "PayoutNotFound"
