@@ -371,7 +371,8 @@ def _demo(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
         result = await run_demo(runtime, serve=args.serve)
         return int(result) if isinstance(result, int) else 0
 
-    return _with_runtime(settings, body, export_metrics=args.serve)
+    with_loopback = importlib.import_module("api.demo_receiver").with_loopback
+    return _with_runtime(with_loopback(settings), body, export_metrics=args.serve)
 
 
 def _stripe_emulator(settings: Settings, args: argparse.Namespace, rest: list[str]) -> int:

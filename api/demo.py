@@ -206,8 +206,12 @@ async def seed(demo: Demo) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def running_demo(runtime: Runtime, *, port: int | None = None) -> AsyncIterator[Demo]:
     """The app served on ``port`` (busy or None: a free one) over a seeded marketplace."""
-    # The demo's own receiver listens on loopback, which webhooks may not reach otherwise.
-    runtime.settings = settings = demo_receiver.with_loopback(runtime.settings)
+    # The demo's own receiver listens on loopback, which webhooks may not reach otherwise;
+    # a started runtime has built its context (and jobs) from its settings already.
+    settings = demo_receiver.with_loopback(runtime.settings)
+    if runtime.started and settings is not runtime.settings:
+        raise RuntimeError("start the demo's runtime with demo_receiver.with_loopback(settings)")
+    runtime.settings = settings
     clock = DemoClock(datetime.now(UTC).replace(microsecond=0))
     runtime.clock = clock
     port = _free_port(settings.host, settings.port if port is None else port)

@@ -70,6 +70,7 @@ async def demo(chromium: str, commit_db_url: str) -> AsyncIterator[Demo]:
         public_url=f"http://127.0.0.1:{port}",
         run_jobs=False,
         db_pool_size=5,
+        webhook_allowed_networks="127.0.0.1/32",  # the demo's fulfilment receiver
     )
     runtime = Runtime(settings, emulator_port=0)
     await runtime.start()

@@ -314,7 +314,7 @@ async def test_schema_works_offline_with_the_bearer_scheme(browser: Any, demo: D
 
 async def _park(demo: Demo, stripe_event_id: str) -> None:
     """A poison Stripe event, parked as the inbox parks one: stored, then failing."""
-    from core.inbox_failures import MAX_HANDLER_FAILURES, record_failure
+    from core.inbox_failures import record_failure
     from core.inbox_models import WebhookEvent
 
     factory = demo.runtime.context.factory
@@ -326,8 +326,9 @@ async def _park(demo: Demo, stripe_event_id: str) -> None:
         db.add(row)
         await db.flush()
         row_id = row.id
-    for _ in range(MAX_HANDLER_FAILURES):
-        await record_failure(factory, row_id, KeyError("charge"), now=now)
+    settings = demo.runtime.context.settings
+    for _ in range(settings.webhook_max_handler_failures):
+        await record_failure(factory, row_id, KeyError("charge"), now=now, settings=settings)
 
 
 async def test_admin_page_webhooks_receiver_and_parked_events(browser: Any, demo: Demo) -> None:
