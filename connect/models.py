@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, String, Text
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -43,7 +43,7 @@ class CoachProfile(Base):
     payouts_paused_by: Mapped[str | None] = mapped_column(String(24))  # PauseSource
     # Transfers Stripe refused in a row (reset by a paid one), and when the next
     # may be tried: payouts/refusals.py writes them, connect.profile reads them.
-    payout_refusals: Mapped[int] = mapped_column(default=0)
+    payout_refusals: Mapped[int] = mapped_column(Integer, default=0)
     payout_retry_at: Mapped[datetime | None] = mapped_column()
     payout_last_refusal: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column()

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, make_transient_to_detached, mapped_column
 
+import ledger.models  # noqa: F401  (the foreign keys name ledger_transactions)
 from core.db import Base
 
 PENDING = "pending"
@@ -31,6 +32,28 @@ class Payout(Base):
     """
 
     __tablename__ = "payouts"
+    __table_args__ = (
+        Index("ix_payouts_coach", "coach_id", "currency", text("created_at DESC")),
+        Index(
+            "ix_payouts_due",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("status IN ('pending', 'waiting_funds')"),
+        ),
+        Index(
+            "uq_payouts_open",
+            "coach_id",
+            "currency",
+            unique=True,
+            postgresql_where=text("status IN ('pending', 'waiting_funds')"),
+        ),
+        Index(
+            "uq_payouts_retry_of",
+            "retry_of",
+            unique=True,
+            postgresql_where=text("retry_of IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     coach_id: Mapped[int] = mapped_column()
@@ -41,8 +64,8 @@ class Payout(Base):
     stripe_transfer_id: Mapped[str | None] = mapped_column(Text, unique=True)
     # Bumped after a definite refusal (balance_insufficient): Stripe stores
     # the refusal under the key, so the next attempt needs a new one.
-    key_generation: Mapped[int] = mapped_column(default=0)
-    attempts: Mapped[int] = mapped_column(default=0)
+    key_generation: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_attempt_at: Mapped[datetime | None] = mapped_column()
     next_attempt_at: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -50,9 +73,9 @@ class Payout(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
     reversed_amount: Mapped[int] = mapped_column(default=0)
     retry_of: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
-    reserve_transaction_id: Mapped[int | None] = mapped_column()
-    settle_transaction_id: Mapped[int | None] = mapped_column()
-    failure_transaction_id: Mapped[int | None] = mapped_column()
+    reserve_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
+    settle_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
+    failure_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
     created_at: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column()
     settled_at: Mapped[datetime | None] = mapped_column()
@@ -67,6 +90,7 @@ class PayoutAttempt(Base):
     """Every call made to Stripe for a payout and what came of it."""
 
     __tablename__ = "payout_attempts"
+    __table_args__ = (Index("ix_payout_attempts_payout_id", "payout_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"))
@@ -83,6 +107,7 @@ class ConnectPayout(Base):
     """A payout from the coach's Stripe balance to their bank (``po_...``)."""
 
     __tablename__ = "connect_payouts"
+    __table_args__ = (Index("ix_connect_payouts_coach", "coach_id", text("created_at DESC")),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     stripe_payout_id: Mapped[str] = mapped_column(String(255), unique=True)
