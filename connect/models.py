@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 import core.users  # noqa: F401  (see below)
+from connect.status import AccountStatus
 from core.db import Base
 
 # ``core.users`` above: the profile's foreign key names users.id, so that table
@@ -66,8 +67,7 @@ class ConnectAccount(Base):
     requirements_past_due: Mapped[list[str]] = mapped_column(JSONB, default=list)
     requirements_eventually_due: Mapped[list[str]] = mapped_column(JSONB, default=list)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
-    # onboarding | pending_verification | restricted | active | disabled
-    status: Mapped[str] = mapped_column(String(24), default="onboarding")
+    status: Mapped[str] = mapped_column(String(24), default=AccountStatus.ONBOARDING)
     # Stripe's `created`/event time of the state we hold, so an older event
     # never overwrites a newer state.
     synced_at: Mapped[datetime | None] = mapped_column()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -19,6 +20,34 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
+from core.states import check
+
+
+class EarningStatus(StrEnum):
+    PENDING = "pending"
+    AVAILABLE = "available"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+
+
+_E = EarningStatus
+# What each earning status may become (docs/design.md's diagram is generated
+# from it). pending -> available: the release; pending -> cancelled: nothing
+# left of the share (refunded or disputed before release: take_share, or the
+# release finding it empty), cancelled -> pending: a share given back (a refund
+# failed, a dispute won: return_share); available -> paid: its payout settled.
+# Migration 0016's trigger holds the same table for the SQL writers.
+EARNING_INITIAL = frozenset({_E.PENDING})
+EARNING_ALLOWED: dict[EarningStatus, frozenset[EarningStatus]] = {
+    _E.PENDING: frozenset({_E.AVAILABLE, _E.CANCELLED}),
+    _E.AVAILABLE: frozenset({_E.PAID}),
+    _E.PAID: frozenset(),
+    _E.CANCELLED: frozenset({_E.CANCELLED, _E.PENDING}),
+}
+
+
+def check_earning_transition(from_status: str, to_status: str) -> None:
+    check("earning", EARNING_ALLOWED, from_status, to_status)
 
 
 class Account(Base):
@@ -165,8 +194,8 @@ class Earning(Base):
     # Refunded or disputed while still pending: the release moves only the rest.
     reduced_before_release: Mapped[int] = mapped_column(default=0)
     available_at: Mapped[datetime] = mapped_column()
-    # pending -> available -> paid ; pending -> cancelled (fully refunded before release)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    # EarningStatus, moved as EARNING_ALLOWED says.
+    status: Mapped[str] = mapped_column(String(16), default=EarningStatus.PENDING)
     payment_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
     release_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
     released_at: Mapped[datetime | None] = mapped_column()

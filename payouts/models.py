@@ -7,6 +7,7 @@ The schema comes from migration 0005.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,19 +15,47 @@ from sqlalchemy.orm import Mapped, make_transient_to_detached, mapped_column
 
 import ledger.models  # noqa: F401  (the foreign keys name ledger_transactions)
 from core.db import Base
+from core.states import check
 
-PENDING = "pending"
-WAITING_FUNDS = "waiting_funds"
-PAID = "paid"
-FAILED = "failed"
+
+class PayoutStatus(StrEnum):
+    PENDING = "pending"
+    WAITING_FUNDS = "waiting_funds"
+    PAID = "paid"
+    FAILED = "failed"
+
+
+_P = PayoutStatus
+# What each payout status may become (docs/design.md's diagram is generated from
+# it). A new payout is pending (reserve); settle / settle_one pay it, fail ends
+# it, wait_for_funds and leave_pending keep it open for the next run. A failed
+# payout stays failed: retry_payout makes a new row. Migration 0016's trigger
+# holds the same table for the SQL writers (a test keeps them equal).
+PAYOUT_INITIAL = frozenset({_P.PENDING})
+PAYOUT_ALLOWED: dict[PayoutStatus, frozenset[PayoutStatus]] = {
+    _P.PENDING: frozenset({_P.PENDING, _P.WAITING_FUNDS, _P.PAID, _P.FAILED}),
+    _P.WAITING_FUNDS: frozenset({_P.PENDING, _P.WAITING_FUNDS, _P.PAID, _P.FAILED}),
+    _P.PAID: frozenset(),
+    _P.FAILED: frozenset(),
+}
+
+PENDING = PayoutStatus.PENDING
+WAITING_FUNDS = PayoutStatus.WAITING_FUNDS
+PAID = PayoutStatus.PAID
+FAILED = PayoutStatus.FAILED
+# Open: the money is reserved and the transfer not settled (at most one per
+# coach and currency: uq_payouts_open).
 OPEN_STATUSES = (PENDING, WAITING_FUNDS)
+
+
+def check_payout_transition(from_status: str, to_status: str) -> None:
+    check("payout", PAYOUT_ALLOWED, from_status, to_status)
 
 
 class Payout(Base):
     """One transfer of a coach's available balance in one currency.
 
-    pending -> paid | failed | waiting_funds; waiting_funds -> pending-like
-    retries -> paid | failed. At most one open (pending / waiting_funds)
+    Its statuses move as ``PAYOUT_ALLOWED`` says. At most one open (pending / waiting_funds)
     payout per coach and currency (a partial unique index), so a coach's
     money is never in two transfers at once.
     """

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 import ledger.models  # noqa: F401  (refunds' foreign key names ledger_transactions)
 from core.db import Base
+from core.states import check
 
 
 class SessionStatus(StrEnum):
@@ -27,6 +28,35 @@ class BookingStatus(StrEnum):
     CANCELLED = "cancelled"
     REFUNDED = "refunded"
     PARTIALLY_REFUNDED = "partially_refunded"
+
+
+_B = BookingStatus
+# What each booking status may become, as the code moves it (docs/design.md has
+# the diagram, generated from this table by scripts/state_diagrams.py). Every
+# status may stay itself: a booking_events row with from = to records an event
+# that changed no status (a dispute, a refund refused, a duplicate payment
+# refunded).
+BOOKING_INITIAL = frozenset({_B.PENDING})
+BOOKING_ALLOWED: dict[BookingStatus, frozenset[BookingStatus]] = {
+    # paid: record_payment; failed: a declined Checkout, or a retry's Checkout
+    # refused; cancelled: by the mentee, an expired Checkout, a lapsed hold, the
+    # session cancelled; refunded: auto_refund of a payment not honoured.
+    _B.PENDING: frozenset({_B.PENDING, _B.PAID, _B.FAILED, _B.CANCELLED, _B.REFUNDED}),
+    # pending: retry_booking; paid: the same Checkout paid after a decline.
+    _B.FAILED: frozenset({_B.FAILED, _B.PENDING, _B.PAID, _B.CANCELLED, _B.REFUNDED}),
+    # refunded: a late payment refunded automatically.
+    _B.CANCELLED: frozenset({_B.CANCELLED, _B.REFUNDED}),
+    # apply_refund.
+    _B.PAID: frozenset({_B.PAID, _B.PARTIALLY_REFUNDED, _B.REFUNDED}),
+    # apply_refund; paid: reverse_failed_refund.
+    _B.PARTIALLY_REFUNDED: frozenset({_B.PARTIALLY_REFUNDED, _B.PAID, _B.REFUNDED}),
+    # reverse_failed_refund.
+    _B.REFUNDED: frozenset({_B.REFUNDED, _B.PAID, _B.PARTIALLY_REFUNDED}),
+}
+
+
+def check_booking_transition(from_status: str, to_status: str) -> None:
+    check("booking", BOOKING_ALLOWED, from_status, to_status)
 
 
 # "One active booking per mentee per session": a failed booking is still the

@@ -66,7 +66,8 @@ def _name(diff: tuple[Any, ...]) -> tuple[str, str | None, str | None]:
         return kind, diff[2], diff[3].name
     if kind in ("add_index", "remove_index", "add_constraint", "remove_constraint"):
         # Alembic reports a reflected unique constraint without its name.
-        name = diff[1].name or "uq_%s_%s" % (diff[1].table.name, "_".join(diff[1].columns.keys()))
+        columns = "_".join(diff[1].columns.keys())
+        name = diff[1].name or f"uq_{diff[1].table.name}_{columns}"
         return kind, diff[1].table.name, name
     if kind in ("add_fk", "remove_fk"):
         return kind, diff[1].parent.name, diff[1].name
