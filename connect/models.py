@@ -27,6 +27,16 @@ class PauseSource(StrEnum):
     TRANSFER_REFUSALS = "transfer_refusals"  # Stripe refused transfers N times in a row
 
 
+class PayoutSchedule(StrEnum):
+    """How often a coach is paid (``coach_profiles.payout_schedule``; payouts/schedule.py
+    says when each is due). The migration 0003 CHECK lists the same values."""
+
+    INSTANT = "instant"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+
+
 class CoachProfile(Base):
     """Keyed by the coach's user id, which is also the ledger's ``coach_id``."""
 
@@ -36,7 +46,7 @@ class CoachProfile(Base):
     display_name: Mapped[str | None] = mapped_column(String(200))
     fee_bps: Mapped[int] = mapped_column()
     hold_hours: Mapped[int] = mapped_column()
-    payout_schedule: Mapped[str] = mapped_column(String(16), default="daily")
+    payout_schedule: Mapped[str] = mapped_column(String(16), default=PayoutSchedule.DAILY)
     # {"usd": 1000, ...}: minimum payout per currency, minor units; absent = 0.
     minimum_payout: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict)
     payouts_paused: Mapped[bool] = mapped_column(Boolean, default=False)

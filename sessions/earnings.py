@@ -32,7 +32,7 @@ from sessions.models import Booking, CoachingSession, SessionStatus
 OWED_REFUND_HOLD = timedelta(hours=24)
 _HOLD_ONE = text(
     "UPDATE earnings SET available_at = GREATEST(available_at, :until)"
-    " WHERE booking_id = :b AND status = 'pending'"
+    f" WHERE booking_id = :b AND status = '{EarningStatus.PENDING}'"
 )
 
 
