@@ -16,11 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from connect.errors import CoachNotFound, InvalidProfileChange
-from connect.models import CoachProfile, ConnectAccount, PauseSource
+from connect.models import CoachProfile, ConnectAccount, PauseSource, PayoutSchedule
 from core import audit
 from core.money import CURRENCIES, MAX_AMOUNT
 
-PAYOUT_SCHEDULES = ("instant", "daily", "weekly", "monthly")
+PAYOUT_SCHEDULES = tuple(PayoutSchedule)
 MAX_FEE_BPS = 10_000
 MAX_HOLD_HOURS = 2160  # 90 days
 MAX_REASON_LENGTH = 500

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from enum import StrEnum
 
-AccountStatus = Literal["onboarding", "pending_verification", "restricted", "active", "disabled"]
-STATUSES: tuple[AccountStatus, ...] = (
-    "onboarding",
-    "pending_verification",
-    "restricted",
-    "active",
-    "disabled",
-)
+
+class AccountStatus(StrEnum):
+    """``connect_accounts.status``: derived from Stripe's fields on every sync
+    (``derive_status``), so it has no transitions of its own to check."""
+
+    ONBOARDING = "onboarding"
+    PENDING_VERIFICATION = "pending_verification"
+    RESTRICTED = "restricted"
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+STATUSES: tuple[AccountStatus, ...] = tuple(AccountStatus)
 
 # Reasons after which no amount of onboarding helps: Stripe rejected the
 # account, or the platform paused it from its dashboard.
@@ -53,7 +58,7 @@ def derive_status(
     6. ``onboarding`` otherwise (details submitted but Stripe asks for more now).
     """
     if is_disabled_reason(disabled_reason):
-        return "disabled"
+        return AccountStatus.DISABLED
     if (
         charges_enabled
         and payouts_enabled
@@ -61,11 +66,11 @@ def derive_status(
         and not currently_due
         and not past_due
     ):
-        return "active"
+        return AccountStatus.ACTIVE
     if not details_submitted:
-        return "onboarding"
+        return AccountStatus.ONBOARDING
     if past_due or disabled_reason:
-        return "restricted"
+        return AccountStatus.RESTRICTED
     if not currently_due:
-        return "pending_verification"
-    return "onboarding"
+        return AccountStatus.PENDING_VERIFICATION
+    return AccountStatus.ONBOARDING

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+import core.users  # noqa: F401  (actor_user_id's foreign key names users)
 from core.db import Base
 
 ActorKind = Literal["user", "stripe", "system"]
@@ -18,10 +19,11 @@ ACTOR_KINDS = ("user", "stripe", "system")
 
 class AuditEntry(Base):
     __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_entity", "entity_type", "entity_id", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column()
-    actor_user_id: Mapped[int | None] = mapped_column(BigInteger)
+    actor_user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
     actor_kind: Mapped[str] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(64))
     entity_type: Mapped[str] = mapped_column(String(64))

@@ -43,3 +43,13 @@ class InvalidAmount(InvalidInput):
 
 class InsufficientBalance(Conflict):
     pass
+
+
+class IllegalTransition(Conflict):
+    """A status change that the state machine's table of allowed transitions does not have."""
+
+    def __init__(self, machine: str, from_status: str | None, to_status: str) -> None:
+        super().__init__(f"{machine}: {from_status} -> {to_status} is not an allowed transition")
+        self.machine = machine
+        self.from_status = from_status
+        self.to_status = to_status

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, String, Text
+from sqlalchemy import Boolean, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -45,6 +45,21 @@ OWED = f"status IN ('{PENDING}', '{FAILED}')"
 
 class WebhookEvent(Base):
     __tablename__ = "webhook_events"
+    __table_args__ = (
+        Index("ix_webhook_events_type", "type", "received_at"),
+        Index(
+            "ix_webhook_events_due",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending', 'failed')"),
+        ),
+        Index(
+            "ix_webhook_events_failed",
+            "status",
+            text("last_attempt_at DESC"),
+            text("id DESC"),
+            postgresql_where=text("status IN ('failed', 'parked')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     stripe_event_id: Mapped[str] = mapped_column(String(255), unique=True)

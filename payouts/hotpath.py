@@ -23,7 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from core.stripe_types import Transfer
 from ledger.posting import TxType
 from payouts import sql
-from payouts.models import PAID, Payout, attach, reserved_payout
+from payouts.models import PAID, Payout, attach, check_payout_transition, reserved_payout
 from payouts.schedule import period_start
 
 _COLUMNS = tuple(c.key for c in Payout.__table__.columns)
@@ -85,6 +85,7 @@ async def settle_one(
     outcome: str = "paid",
 ) -> None:
     """settle() in one statement, the accounts known. Flushes nothing; the caller commits."""
+    check_payout_transition(payout.status, PAID)
     written = (
         await db.execute(
             sql.SETTLE_ONE,

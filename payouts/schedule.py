@@ -12,19 +12,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-SCHEDULES = ("instant", "daily", "weekly", "monthly")
+from connect.models import PayoutSchedule
 
 
 def period_start(schedule: str, now: datetime) -> datetime | None:
     """Start of the period containing ``now``; ``None`` for ``instant`` (no period)."""
-    if schedule == "instant":
+    if schedule == PayoutSchedule.INSTANT:
         return None
     day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    if schedule == "daily":
+    if schedule == PayoutSchedule.DAILY:
         return day
-    if schedule == "weekly":
+    if schedule == PayoutSchedule.WEEKLY:
         return day - timedelta(days=day.weekday())  # Monday is 0
-    if schedule == "monthly":
+    if schedule == PayoutSchedule.MONTHLY:
         return day.replace(day=1)
     raise ValueError(f"unknown payout schedule {schedule!r}")
 
@@ -34,17 +34,3 @@ def is_due(schedule: str, *, last_payout_at: datetime | None, now: datetime) -> 
     if start is None or last_payout_at is None:
         return True
     return last_payout_at < start
-
-
-def next_due(schedule: str, *, last_payout_at: datetime | None, now: datetime) -> datetime:
-    """When the schedule next allows a payout (``now`` if it does already)."""
-    if is_due(schedule, last_payout_at=last_payout_at, now=now):
-        return now
-    start = period_start(schedule, now)
-    assert start is not None  # instant is always due
-    if schedule == "daily":
-        return start + timedelta(days=1)
-    if schedule == "weekly":
-        return start + timedelta(days=7)
-    year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
-    return start.replace(year=year, month=month)

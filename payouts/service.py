@@ -40,7 +40,16 @@ from ledger.accounts import AccountRef, Kind, get_account_id
 from ledger.models import Earning
 from ledger.posting import Leg, TxType, post
 from payouts import sql
-from payouts.models import FAILED, PAID, PENDING, WAITING_FUNDS, Payout, attach, reserved_payout
+from payouts.models import (
+    FAILED,
+    PAID,
+    PENDING,
+    WAITING_FUNDS,
+    Payout,
+    attach,
+    check_payout_transition,
+    reserved_payout,
+)
 from payouts.models import PayoutAttempt as Attempt
 from payouts.schedule import is_due
 
@@ -207,6 +216,7 @@ async def settle(
     (``outcome``: paid, or found by metadata) too. Flushes; the caller commits.
 
     ``after_post`` is a test seam between the ledger posting and the row update."""
+    check_payout_transition(payout.status, PAID)
     cur = payout.currency
     ids = (await db.execute(sql.SETTLE_ACCOUNTS, {"c": payout.coach_id, "cur": cur})).one()
     in_transit, cash = ids.in_transit, ids.cash
@@ -276,6 +286,7 @@ async def fail(
         payout_id=payout.id,
         description=reason[:_MAX_TEXT],
     )
+    check_payout_transition(payout.status, FAILED)
     payout.status = FAILED
     payout.failure_code = code
     payout.failure_reason = reason[:_MAX_TEXT]
@@ -293,6 +304,7 @@ def wait_for_funds(payout: Payout, *, message: str, now: datetime) -> None:
 
     Stripe stores the refusal under the idempotency key, so the next attempt
     must use a new one; safe, since a refusal means no transfer was made."""
+    check_payout_transition(payout.status, WAITING_FUNDS)
     payout.status = WAITING_FUNDS
     payout.key_generation += 1
     payout.last_error = message[:_MAX_TEXT]
@@ -303,6 +315,7 @@ def wait_for_funds(payout: Payout, *, message: str, now: datetime) -> None:
 
 def leave_pending(payout: Payout, *, message: str, now: datetime) -> None:
     """Unknown outcome: the transfer may exist. Due again on the next run, same key."""
+    check_payout_transition(payout.status, PENDING)
     payout.status = PENDING
     payout.last_error = message[:_MAX_TEXT]
     payout.next_attempt_at = now

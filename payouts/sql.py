@@ -10,6 +10,11 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from connect.profile import BACKOFF_OVER_SQL
+from ledger.models import EarningStatus as _E
+from payouts.models import OPEN_STATUSES
+from payouts.models import PayoutStatus as _P
+
+_OPEN = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
 
 # A paid transfer ends a coach's run of refusals (payouts/refusals.py). Only a
 # coach who has one is touched, so the usual settle locks no profile row.
@@ -25,9 +30,9 @@ COACH = text(
     "COALESCE((p.minimum_payout ->> :cur)::bigint, 0) AS minimum, "
     "ca.payouts_enabled, ca.stripe_account_id, "
     "EXISTS (SELECT 1 FROM payouts o WHERE o.coach_id = p.user_id AND o.currency = :cur "
-    "  AND o.status IN ('pending', 'waiting_funds')) AS has_open, "
+    f"  AND o.status IN {_OPEN}) AS has_open, "
     "(SELECT max(created_at) FROM payouts o WHERE o.coach_id = p.user_id AND o.currency = :cur "
-    "  AND o.status <> 'failed') AS last_payout_at, "
+    f"  AND o.status <> '{_P.FAILED}') AS last_payout_at, "
     "(SELECT id FROM ledger_accounts a WHERE a.owner_type = 'coach' AND a.owner_id = p.user_id "
     "  AND a.kind = 'in_transit' AND a.currency = :cur) AS in_transit "
     "FROM coach_profiles p LEFT JOIN connect_accounts ca ON ca.coach_id = p.user_id "
@@ -45,7 +50,8 @@ LOCK_BY_OWNER = (
 )
 INSERT = text(
     "INSERT INTO payouts (coach_id, currency, amount, status, destination, retry_of, "
-    "created_at, updated_at) VALUES (:c, :cur, :amount, 'pending', :dest, :retry_of, :now, :now) "
+    f"created_at, updated_at) VALUES (:c, :cur, :amount, '{_P.PENDING}', :dest, :retry_of, "
+    ":now, :now) "
     "RETURNING id"
 )
 # The reservation's bookkeeping after the posting: the transaction on the row,
@@ -53,7 +59,7 @@ INSERT = text(
 RESERVED = text(
     "WITH p AS (UPDATE payouts SET reserve_transaction_id = :tx WHERE id = :id) "
     "UPDATE earnings SET payout_id = :id WHERE coach_id = :c AND currency = :cur "
-    "AND status = 'available' AND payout_id IS NULL"
+    f"AND status = '{_E.AVAILABLE}' AND payout_id IS NULL"
 )
 COACH_ACCOUNTS = text(
     "SELECT kind, id FROM ledger_accounts WHERE owner_type = 'coach' AND owner_id = :c "
@@ -73,8 +79,9 @@ SETTLED = text(
     "WITH a AS (INSERT INTO payout_attempts (payout_id, idempotency_key, outcome, "
     "  stripe_transfer_id, at) VALUES (:id, :key, :outcome, :tr, :now)), "
     f"{_CLEAR_REFUSALS}"
-    "e AS (UPDATE earnings SET status = 'paid' WHERE payout_id = :id) "
-    "UPDATE payouts SET status = 'paid', stripe_transfer_id = :tr, settle_transaction_id = :tx, "
+    f"e AS (UPDATE earnings SET status = '{_E.PAID}' WHERE payout_id = :id) "
+    f"UPDATE payouts SET status = '{_P.PAID}', stripe_transfer_id = :tr, "
+    "settle_transaction_id = :tx, "
     "settled_at = :now, next_attempt_at = NULL, last_error = NULL, updated_at = :now, "
     "attempts = attempts + 1, last_attempt_at = :now WHERE id = :id "
     "RETURNING attempts"
@@ -110,9 +117,9 @@ RESERVE_DUE = text(
     "  AND COALESCE(ca.stripe_account_id, '') <> '' "
     "  AND p.payout_schedule = :schedule "
     "  AND NOT EXISTS (SELECT 1 FROM payouts o WHERE o.coach_id = :c AND o.currency = :cur "
-    "    AND o.status IN ('pending', 'waiting_funds')) "
+    f"    AND o.status IN {_OPEN}) "
     "  AND (CAST(:period_start AS timestamptz) IS NULL OR NOT EXISTS (SELECT 1 FROM payouts o "
-    "    WHERE o.coach_id = :c AND o.currency = :cur AND o.status <> 'failed' "
+    f"    WHERE o.coach_id = :c AND o.currency = :cur AND o.status <> '{_P.FAILED}' "
     "    AND o.created_at >= CAST(:period_start AS timestamptz)))), "
     "n AS (SELECT nextval(pg_get_serial_sequence('payouts', 'id')) AS id, d.* FROM due d), "
     "t AS (SELECT n.*, l.transaction_id FROM n CROSS JOIN LATERAL ledger_post(:type, "
@@ -124,10 +131,10 @@ RESERVE_DUE = text(
     "  jsonb_build_object('coach_id', CAST(:c AS bigint), 'payout_id', n.id)) l), "
     "ins AS (INSERT INTO payouts (id, coach_id, currency, amount, status, destination, "
     "  reserve_transaction_id, created_at, updated_at) "
-    "  SELECT id, :c, :cur, owed, 'pending', dest, transaction_id, :now, :now FROM t "
+    f"  SELECT id, :c, :cur, owed, '{_P.PENDING}', dest, transaction_id, :now, :now FROM t "
     "  RETURNING id, amount, destination, reserve_transaction_id), "
     "e AS (UPDATE earnings SET payout_id = (SELECT id FROM ins) WHERE coach_id = :c "
-    "  AND currency = :cur AND status = 'available' AND payout_id IS NULL "
+    f"  AND currency = :cur AND status = '{_E.AVAILABLE}' AND payout_id IS NULL "
     "  AND EXISTS (SELECT 1 FROM ins)) "
     "SELECT id, amount, destination, reserve_transaction_id FROM ins"
 )
@@ -139,7 +146,7 @@ LOCK_FOR_SEND = text(
     "  AND kind = 'in_transit' AND currency = p.currency) AS in_transit_account, "
     "(SELECT id FROM ledger_accounts WHERE owner_type = 'platform' AND owner_id = 0 "
     "  AND kind = 'stripe_balance' AND currency = p.currency) AS cash_account "
-    "FROM payouts p WHERE p.id = :id AND p.status IN ('pending', 'waiting_funds') "
+    f"FROM payouts p WHERE p.id = :id AND p.status IN {_OPEN} "
     "AND (CAST(:now AS timestamptz) IS NULL OR p.next_attempt_at IS NULL "
     "  OR p.next_attempt_at <= CAST(:now AS timestamptz)) "
     "FOR UPDATE OF p SKIP LOCKED"
@@ -158,8 +165,8 @@ SETTLE_ONE = text(
     "a AS (INSERT INTO payout_attempts (payout_id, idempotency_key, outcome, "
     "  stripe_transfer_id, at) VALUES (:id, :key, :outcome, :tr, :now)), "
     f"{_CLEAR_REFUSALS}"
-    "e AS (UPDATE earnings SET status = 'paid' WHERE payout_id = :id) "
-    "UPDATE payouts SET status = 'paid', stripe_transfer_id = :tr, "
+    f"e AS (UPDATE earnings SET status = '{_E.PAID}' WHERE payout_id = :id) "
+    f"UPDATE payouts SET status = '{_P.PAID}', stripe_transfer_id = :tr, "
     "settle_transaction_id = (SELECT transaction_id FROM t), settled_at = :now, "
     "next_attempt_at = NULL, last_error = NULL, updated_at = :now, "
     "attempts = attempts + 1, last_attempt_at = :now WHERE id = :id "

@@ -8,7 +8,14 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sessions.models import Booking, BookingEvent
+from core.errors import IllegalTransition
+from sessions.models import (
+    BOOKING_INITIAL,
+    Booking,
+    BookingEvent,
+    BookingStatus,
+    check_booking_transition,
+)
 
 ActorKind = Literal["user", "stripe", "system"]
 
@@ -35,7 +42,7 @@ class Actor:
 async def transition(
     db: AsyncSession,
     booking: Booking,
-    to_status: str,
+    to_status: BookingStatus | str,
     *,
     actor: Actor,
     cause: str,
@@ -46,8 +53,12 @@ async def transition(
 
     A row is written even when the status stays the same but something the
     audit must show happened (a late payment refunded on a cancelled booking).
+    Raises ``IllegalTransition`` for a change ``BOOKING_ALLOWED`` does not have,
+    before anything is written.
     """
     from_status = booking.status
+    to_status = BookingStatus(to_status)
+    check_booking_transition(from_status, to_status)
     booking.status = to_status
     booking.updated_at = at
     db.add(
@@ -68,6 +79,8 @@ async def transition(
 async def created(
     db: AsyncSession, booking: Booking, *, actor: Actor, cause: str, at: datetime
 ) -> None:
+    if booking.status not in BOOKING_INITIAL:
+        raise IllegalTransition("booking", None, booking.status)
     db.add(
         BookingEvent(
             booking_id=booking.id,

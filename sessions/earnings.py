@@ -18,7 +18,7 @@ from connect.models import CoachProfile
 from core.money import Split
 from core.settings import Settings
 from ledger.accounts import Kind
-from ledger.models import Earning
+from ledger.models import Earning, EarningStatus, check_earning_transition
 from sessions.models import Booking, CoachingSession, SessionStatus
 
 # While a cancelled session's booking still holds money, the coach's share must
@@ -32,7 +32,7 @@ from sessions.models import Booking, CoachingSession, SessionStatus
 OWED_REFUND_HOLD = timedelta(hours=24)
 _HOLD_ONE = text(
     "UPDATE earnings SET available_at = GREATEST(available_at, :until)"
-    " WHERE booking_id = :b AND status = 'pending'"
+    f" WHERE booking_id = :b AND status = '{EarningStatus.PENDING}'"
 )
 
 
@@ -72,12 +72,15 @@ async def create_earning(
             amount=parts.coach_share,
             reduced_before_release=0,
             available_at=available_at,
-            status="pending",
+            status=EarningStatus.PENDING,
             payment_transaction_id=payment_transaction_id,
             created_at=paid_at,
         )
         .on_conflict_do_nothing(index_elements=["booking_id"])
     )
+
+
+_UNRELEASED = (EarningStatus.PENDING, EarningStatus.CANCELLED)
 
 
 async def _locked_earning(db: AsyncSession, booking_id: int) -> Earning | None:
@@ -94,13 +97,17 @@ async def _locked_earning(db: AsyncSession, booking_id: int) -> Earning | None:
 async def take_share(db: AsyncSession, booking_id: int, amount: int) -> Kind:
     """Take ``amount`` of the coach share back; returns the coach account it comes from."""
     earning = await _locked_earning(db, booking_id)
-    if earning is None or earning.status not in ("pending", "cancelled"):
+    if earning is None or earning.status not in _UNRELEASED:
         return Kind.AVAILABLE if earning is not None else Kind.PENDING
-    if earning.status == "cancelled" and earning.reduced_before_release < earning.amount:
+    if (
+        earning.status == EarningStatus.CANCELLED
+        and earning.reduced_before_release < earning.amount
+    ):
         return Kind.AVAILABLE
     earning.reduced_before_release = min(earning.reduced_before_release + amount, earning.amount)
     if earning.reduced_before_release >= earning.amount:
-        earning.status = "cancelled"
+        check_earning_transition(earning.status, EarningStatus.CANCELLED)
+        earning.status = EarningStatus.CANCELLED
     await db.flush()
     return Kind.PENDING
 
@@ -108,10 +115,14 @@ async def take_share(db: AsyncSession, booking_id: int, amount: int) -> Kind:
 async def return_share(db: AsyncSession, booking_id: int, amount: int) -> Kind:
     """Give back a share taken by ``take_share`` (a dispute won)."""
     earning = await _locked_earning(db, booking_id)
-    if earning is None or earning.status not in ("pending", "cancelled"):
+    if earning is None or earning.status not in _UNRELEASED:
         return Kind.AVAILABLE if earning is not None else Kind.PENDING
     earning.reduced_before_release = max(earning.reduced_before_release - amount, 0)
-    if earning.status == "cancelled" and earning.reduced_before_release < earning.amount:
-        earning.status = "pending"
+    if (
+        earning.status == EarningStatus.CANCELLED
+        and earning.reduced_before_release < earning.amount
+    ):
+        check_earning_transition(earning.status, EarningStatus.PENDING)
+        earning.status = EarningStatus.PENDING
     await db.flush()
     return Kind.PENDING

@@ -7,11 +7,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+import ledger.models  # noqa: F401  (refunds' foreign key names ledger_transactions)
 from core.db import Base
+from core.states import check
 
 
 class SessionStatus(StrEnum):
@@ -28,6 +30,35 @@ class BookingStatus(StrEnum):
     PARTIALLY_REFUNDED = "partially_refunded"
 
 
+_B = BookingStatus
+# What each booking status may become, as the code moves it (docs/design.md has
+# the diagram, generated from this table by scripts/state_diagrams.py). Every
+# status may stay itself: a booking_events row with from = to records an event
+# that changed no status (a dispute, a refund refused, a duplicate payment
+# refunded).
+BOOKING_INITIAL = frozenset({_B.PENDING})
+BOOKING_ALLOWED: dict[BookingStatus, frozenset[BookingStatus]] = {
+    # paid: record_payment; failed: a declined Checkout, or a retry's Checkout
+    # refused; cancelled: by the mentee, an expired Checkout, a lapsed hold, the
+    # session cancelled; refunded: auto_refund of a payment not honoured.
+    _B.PENDING: frozenset({_B.PENDING, _B.PAID, _B.FAILED, _B.CANCELLED, _B.REFUNDED}),
+    # pending: retry_booking; paid: the same Checkout paid after a decline.
+    _B.FAILED: frozenset({_B.FAILED, _B.PENDING, _B.PAID, _B.CANCELLED, _B.REFUNDED}),
+    # refunded: a late payment refunded automatically.
+    _B.CANCELLED: frozenset({_B.CANCELLED, _B.REFUNDED}),
+    # apply_refund.
+    _B.PAID: frozenset({_B.PAID, _B.PARTIALLY_REFUNDED, _B.REFUNDED}),
+    # apply_refund; paid: reverse_failed_refund.
+    _B.PARTIALLY_REFUNDED: frozenset({_B.PARTIALLY_REFUNDED, _B.PAID, _B.REFUNDED}),
+    # reverse_failed_refund.
+    _B.REFUNDED: frozenset({_B.REFUNDED, _B.PAID, _B.PARTIALLY_REFUNDED}),
+}
+
+
+def check_booking_transition(from_status: str, to_status: str) -> None:
+    check("booking", BOOKING_ALLOWED, from_status, to_status)
+
+
 # "One active booking per mentee per session": a failed booking is still the
 # mentee's booking (they retry it), a cancelled or fully refunded one is not.
 ACTIVE_STATUSES = (
@@ -42,6 +73,10 @@ SEATED_STATUSES = (BookingStatus.PAID, BookingStatus.PARTIALLY_REFUNDED)
 
 class CoachingSession(Base):
     __tablename__ = "coaching_sessions"
+    __table_args__ = (
+        Index("ix_coaching_sessions_coach", "coach_id", "starts_at"),
+        Index("ix_coaching_sessions_starts_at", "starts_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     coach_id: Mapped[int] = mapped_column(ForeignKey("coach_profiles.user_id"))
@@ -60,6 +95,17 @@ class CoachingSession(Base):
 
 class Booking(Base):
     __tablename__ = "bookings"
+    __table_args__ = (
+        Index("ix_bookings_seats", "coaching_session_id", "status"),
+        Index("ix_bookings_mentee", "mentee_id", "created_at"),
+        Index(
+            "uq_bookings_active_mentee",
+            "coaching_session_id",
+            "mentee_id",
+            unique=True,
+            postgresql_where=text("status IN ('pending', 'paid', 'failed', 'partially_refunded')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     coaching_session_id: Mapped[int] = mapped_column(ForeignKey("coaching_sessions.id"))
@@ -72,10 +118,10 @@ class Booking(Base):
     fee_bps: Mapped[int] = mapped_column(Integer)
     # Checkout attempt number: 1 for the first Checkout Session, +1 per retry.
     attempt: Mapped[int] = mapped_column(Integer, default=1)
-    checkout_session_id: Mapped[str | None] = mapped_column(String(255))
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     checkout_url: Mapped[str | None] = mapped_column(Text)
     hold_expires_at: Mapped[datetime | None] = mapped_column()
-    payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     charge_id: Mapped[str | None] = mapped_column(String(255))
     paid_at: Mapped[datetime | None] = mapped_column()
     amount_refunded: Mapped[int] = mapped_column(default=0)
@@ -87,12 +133,13 @@ class BookingEvent(Base):
     """Audit row per booking state change: when, who, why, from and to."""
 
     __tablename__ = "booking_events"
+    __table_args__ = (Index("ix_booking_events_booking", "booking_id", "at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"))
     at: Mapped[datetime] = mapped_column()
     actor_kind: Mapped[str] = mapped_column(String(16))  # user / stripe / system
-    actor_user_id: Mapped[int | None] = mapped_column()
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     cause: Mapped[str] = mapped_column(Text)
     from_status: Mapped[str | None] = mapped_column(String(24))
     to_status: Mapped[str] = mapped_column(String(24))
@@ -101,6 +148,7 @@ class BookingEvent(Base):
 
 class Refund(Base):
     __tablename__ = "refunds"
+    __table_args__ = (Index("ix_refunds_booking", "booking_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"))
@@ -113,10 +161,10 @@ class Refund(Base):
     # Where the coach part came back from: pending (before release) or available.
     coach_account_kind: Mapped[str] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(16))  # api / auto / stripe
-    requested_by: Mapped[int | None] = mapped_column()
+    requested_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     reason: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
-    ledger_transaction_id: Mapped[int | None] = mapped_column()
+    ledger_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
     created_at: Mapped[datetime] = mapped_column()
 
 
@@ -134,6 +182,27 @@ class RefundIntent(Base):
     """
 
     __tablename__ = "refund_intents"
+    __table_args__ = (
+        Index("ix_refund_intents_booking", "booking_id", "created_at"),
+        Index(
+            "ix_refund_intents_stripe_refund",
+            "stripe_refund_id",
+            postgresql_where=text("stripe_refund_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_refund_intents_open",
+            "booking_id",
+            unique=True,
+            postgresql_where=text("status = 'open'"),
+        ),
+        Index(
+            "uq_refund_intents_client_key",
+            "booking_id",
+            "client_key",
+            unique=True,
+            postgresql_where=text("client_key IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"))
@@ -142,7 +211,7 @@ class RefundIntent(Base):
     amount: Mapped[int] = mapped_column()
     currency: Mapped[str] = mapped_column(String(3))
     reason: Mapped[str | None] = mapped_column(Text)
-    actor_user_id: Mapped[int | None] = mapped_column()
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     client_key: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), default=IntentStatus.OPEN.value)
     stripe_refund_id: Mapped[str | None] = mapped_column(String(255))

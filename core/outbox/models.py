@@ -10,10 +10,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+import core.users  # noqa: F401  (created_by's foreign key names users)
 from core.db import Base
 from core.outbox.signing import active_secrets
 
@@ -34,9 +35,10 @@ class Outcome(StrEnum):
 
 class OutboxEvent(Base):
     __tablename__ = "outbox_events"
+    __table_args__ = (Index("ix_outbox_events_time", "occurred_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    uid: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    uid: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
     type: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime] = mapped_column()
     data: Mapped[dict[str, Any]] = mapped_column(JSONB)
@@ -60,7 +62,7 @@ class Endpoint(Base):
     failing_since: Mapped[datetime | None] = mapped_column()
     disabled_at: Mapped[datetime | None] = mapped_column()
     disabled_reason: Mapped[str | None] = mapped_column(Text)
-    created_by: Mapped[int | None] = mapped_column()
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column()
 
@@ -72,10 +74,28 @@ class Endpoint(Base):
 
 class Delivery(Base):
     __tablename__ = "outbox_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id", name="uq_outbox_deliveries_endpoint_event"),
+        Index("ix_outbox_deliveries_event", "event_id"),
+        Index(
+            "ix_outbox_deliveries_head",
+            "endpoint_id",
+            "occurred_at",
+            "event_id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_outbox_deliveries_due",
+            "endpoint_id",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    endpoint_id: Mapped[int] = mapped_column()
-    event_id: Mapped[int] = mapped_column()
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("outbox_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("outbox_events.id", ondelete="CASCADE"))
     occurred_at: Mapped[datetime] = mapped_column()
     status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -92,9 +112,13 @@ class Attempt(Base):
     """One HTTP attempt of a delivery: the endpoint's delivery log."""
 
     __tablename__ = "outbox_attempts"
+    __table_args__ = (
+        Index("ix_outbox_attempts_delivery", "delivery_id"),
+        Index("ix_outbox_attempts_endpoint", "endpoint_id", text("id DESC")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    delivery_id: Mapped[int] = mapped_column()
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("outbox_deliveries.id", ondelete="CASCADE"))
     endpoint_id: Mapped[int] = mapped_column()
     attempt: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column()

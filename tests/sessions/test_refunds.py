@@ -151,8 +151,10 @@ async def test_refund_after_release_comes_from_available(
     earning = (
         await db.execute(select(Earning).where(Earning.booking_id == booking.id))
     ).scalar_one()
-    earning.status = "paid"  # released and paid out (the payouts package's work)
-    await db.flush()
+    # Released and paid out (the payouts package's work), along the earning's edges.
+    for status in ("available", "paid"):
+        earning.status = status
+        await db.flush()
     ctx.clock.advance(timedelta(days=10))
     admin = await make_user(db, "admin", ctx.clock.now())
     row = await refund_booking(
