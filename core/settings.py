@@ -69,6 +69,55 @@ class Settings(BaseSettings):
     # is looked up by metadata before a new transfer is attempted.
     stripe_idempotency_window_hours: int = Field(default=24, ge=1)
 
+    # Identity provider (OIDC access tokens, api/auth.py). All unset: only our
+    # own HS256 tokens. Issuer, audience and JWKS URL go together.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    # Comma-separated; asymmetric only (an HS* name is refused: the JWKS public
+    # key must never serve as an HMAC secret).
+    oidc_algorithms: str = "RS256,ES256"
+    # The claim holding the provider's role names (a string or a list); a dotted
+    # path reaches into objects (Keycloak: realm_access.roles).
+    oidc_role_claim: str = "roles"
+    # provider-role=coachpay-role pairs, comma-separated.
+    oidc_role_map: str = ""
+    # Seconds: keys are refetched at most this often on an unknown kid, and
+    # refreshed anyway when older than the lifespan.
+    oidc_jwks_min_refetch_seconds: float = Field(default=30.0, ge=0, le=3600)
+    oidc_jwks_lifespan_seconds: float = Field(default=600.0, ge=1, le=86400)
+
+    @field_validator("oidc_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, v: str) -> str:
+        names = [a.strip() for a in v.split(",") if a.strip()]
+        allowed = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384",
+                   "PS512", "EdDSA"}  # fmt: skip
+        bad = [a for a in names if a not in allowed]
+        if bad or not names:
+            raise ValueError(f"only asymmetric algorithms ({', '.join(sorted(allowed))})")
+        return ",".join(names)
+
+    @field_validator("oidc_role_map")
+    @classmethod
+    def _role_map(cls, v: str) -> str:
+        for pair in filter(None, (p.strip() for p in v.split(","))):
+            name, sep, role = pair.partition("=")
+            if not sep or not name.strip() or role.strip() not in (
+                "mentee", "coach", "finance", "admin"
+            ):  # fmt: skip
+                raise ValueError(f"{pair!r}: expected provider-role=mentee|coach|finance|admin")
+        return v
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_jwks_url)
+
+    @property
+    def oidc_roles(self) -> dict[str, str]:
+        pairs = (p.partition("=") for p in self.oidc_role_map.split(",") if p.strip())
+        return {name.strip(): role.strip() for name, _, role in pairs}
+
     ledger_hot_slots: int = Field(default=16, ge=1, le=256)
     log_level: str = "INFO"
 

@@ -9,6 +9,7 @@ from litestar import Router
 
 from api.routes import (
     admin,
+    admin_api_keys,
     admin_events,
     admin_payouts,
     admin_webhooks,
@@ -38,5 +39,6 @@ ROUTERS: list[Router] = [
     admin_webhooks.router,
     finance.router,
     admin_events.router,
+    admin_api_keys.router,
     pages.router,
 ]

@@ -15,7 +15,7 @@ from litestar.params import QueryParameter
 
 from api.auth import claims_of
 from api.deps import AppCtx, AuthUser, DbSession, provide_current_user, require_role
-from core.users import LAST_SEEN_GRANULARITY, Role
+from core.users import LAST_SEEN_GRANULARITY, Role, known_user_id
 from payouts import views
 
 MAX_ID = 2**63 - 1
@@ -94,21 +94,24 @@ class PayoutsOut(msgspec.Struct):
 
 @get("/coaches/me/balance", guards=[require_role(Role.COACH)])
 async def my_balance(request: Request[Any, Any, Any], ctx: AppCtx) -> BalancesOut:
-    """Polled by coach dashboards, so its usual path is one statement on the plain
-    pool (core.rawpool): the user row (read only when provisioning would only
-    read it) and the whole balance."""
+    """Polled by coach dashboards: the user is found on the plain pool
+    (core.rawpool) when provisioning would only read it. Not the one-statement
+    ``views.coach_balance_of_sub``: a user is (issuer, sub) and that statement
+    matches ``sub`` alone, so two coaches of one subject under two issuers
+    would read each other's balance."""
     claims = claims_of(request, ctx.tokens)  # verified by the guard, cached per request
-    found = await views.coach_balance_of_sub(
+    user_id = await known_user_id(
         ctx.reads.fetch,
+        issuer=claims.issuer,
         sub=claims.sub,
         role=claims.role.value,
         email=claims.email,
         seen_after=ctx.clock.now() - LAST_SEEN_GRANULARITY,
     )
-    if found is None:  # first sight, a new role or email, or not seen lately
-        user = await provide_current_user(request, ctx)
-        async with ctx.factory() as db:
-            found = user.id, await views.coach_balance(db, user.id)
+    if user_id is None:  # first sight, a new email, or not seen lately
+        user_id = (await provide_current_user(request, ctx)).id
+    async with ctx.factory() as db:
+        found = user_id, await views.coach_balance(db, user_id)
     coach_id, rows = found
     return BalancesOut(
         coach_id=coach_id,
