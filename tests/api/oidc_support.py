@@ -80,7 +80,7 @@ class Provider:
 @contextmanager
 def serve(provider: Provider) -> Iterator[Provider]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             provider.requests += 1
             body = json.dumps(provider.jwks()).encode()
             self.send_response(200)
