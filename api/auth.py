@@ -36,12 +36,13 @@ from api import oidc
 from core.api_keys import looks_like_key, verify_key
 from core.errors import DomainError, Forbidden
 from core.settings import Settings
-from core.users import MAX_SUB_LENGTH, OWN_ISSUER, ROLES, Role, find_user
+from core.users import MAX_SUB_LENGTH, OWN_ISSUER, ROLES, Role, find_user, provision_user
 
 SESSION_COOKIE = "coachpay_session"
 ALGORITHM = "HS256"
 LEEWAY_SECONDS = 5
 _CLAIMS_STATE_KEY = "coachpay_claims"
+_USER_STATE_KEY = "coachpay_user"
 MAX_TOKEN_LENGTH = 8192
 API_KEY_ISSUER = "coachpay:api-key"
 ON_BEHALF_HEADER = "x-coachpay-on-behalf-of"
@@ -322,6 +323,31 @@ async def aclaims_of(connection: ASGIConnection[Any, Any, Any, Any], ctx: Any) -
     return claims
 
 
+async def current_user_of(connection: ASGIConnection[Any, Any, Any, Any], ctx: Any) -> CurrentUser:
+    """The request's user, provisioned once per request: the stored role must be
+    the one the credential claims (core.users.provision_user), so a guard never
+    lets a known mentee in on a token that says admin."""
+    state = connection.scope.setdefault("state", {})
+    cached = state.get(_USER_STATE_KEY)
+    if isinstance(cached, CurrentUser):
+        return cached
+    claims = await aclaims_of(connection, ctx)
+    # Provisioned in a short transaction of its own: the upsert locks the
+    # user's row, which must not be held for the whole request.
+    async with ctx.factory() as session, session.begin():
+        user = await provision_user(
+            session,
+            issuer=claims.issuer,
+            sub=claims.sub,
+            role=claims.role,
+            email=claims.email,
+            now=ctx.clock.now(),
+        )
+    current = CurrentUser(id=user.id, sub=user.sub, role=claims.role)
+    state[_USER_STATE_KEY] = current
+    return current
+
+
 async def _key_claims(
     connection: ASGIConnection[Any, Any, Any, Any], ctx: Any, token: str
 ) -> Claims:
@@ -374,8 +400,10 @@ def require_role(*roles: Role | str) -> Any:
     # never blocks (an HMAC check and a dict lookup; the provider's keys are
     # fetched in a thread, an API key read on the async database session).
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        claims = await aclaims_of(connection, connection.app.state["ctx"])
+        ctx = connection.app.state["ctx"]
+        claims = await aclaims_of(connection, ctx)
         if claims.role not in wanted:
             raise Forbidden(f"this needs the role {' or '.join(sorted(wanted))}")
+        await current_user_of(connection, ctx)  # the stored role must agree
 
     return guard

@@ -16,7 +16,7 @@ from sqlalchemy import String, Text, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, Fetch
+from core.db import Base
 from core.errors import Forbidden, InvalidInput
 
 
@@ -75,23 +75,6 @@ _UPSERT = text(
     RETURNING id
     """
 )
-
-
-# The id provision_user would return without writing (known, same role and
-# email, seen recently), for core.rawpool on hot paths; None: provision.
-KNOWN_USER_SQL = (
-    "SELECT id FROM users WHERE issuer = %(issuer)s AND sub = %(sub)s AND role = %(role)s "
-    "AND last_seen_at > %(seen_after)s "
-    "AND (CAST(%(email)s AS text) IS NULL OR email = CAST(%(email)s AS text))"
-)
-
-
-async def known_user_id(
-    fetch: Fetch, *, issuer: str, sub: str, role: str, email: str | None, seen_after: datetime
-) -> int | None:
-    params = {"issuer": issuer, "sub": sub, "role": role, "email": email, "seen_after": seen_after}
-    rows = await fetch(KNOWN_USER_SQL, params)
-    return int(rows[0].id) if rows else None
 
 
 async def find_user(db: AsyncSession, *, issuer: str, sub: str) -> User | None:

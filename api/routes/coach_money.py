@@ -13,9 +13,8 @@ import msgspec
 from litestar import Request, Router, get
 from litestar.params import QueryParameter
 
-from api.auth import claims_of
 from api.deps import AppCtx, AuthUser, DbSession, provide_current_user, require_role
-from core.users import LAST_SEEN_GRANULARITY, Role, known_user_id
+from core.users import Role
 from payouts import views
 
 MAX_ID = 2**63 - 1
@@ -94,24 +93,13 @@ class PayoutsOut(msgspec.Struct):
 
 @get("/coaches/me/balance", guards=[require_role(Role.COACH)])
 async def my_balance(request: Request[Any, Any, Any], ctx: AppCtx) -> BalancesOut:
-    """Polled by coach dashboards: the user is found on the plain pool
-    (core.rawpool) when provisioning would only read it. Not the one-statement
-    ``views.coach_balance_of_sub``: a user is (issuer, sub) and that statement
-    matches ``sub`` alone, so two coaches of one subject under two issuers
-    would read each other's balance."""
-    claims = claims_of(request, ctx.tokens)  # verified by the guard, cached per request
-    user_id = await known_user_id(
-        ctx.reads.fetch,
-        issuer=claims.issuer,
-        sub=claims.sub,
-        role=claims.role.value,
-        email=claims.email,
-        seen_after=ctx.clock.now() - LAST_SEEN_GRANULARITY,
-    )
-    if user_id is None:  # first sight, a new email, or not seen lately
-        user_id = (await provide_current_user(request, ctx)).id
+    """Polled by coach dashboards. The guard has provisioned the user (by issuer
+    and subject); not ``views.coach_balance_of_sub``, which matches ``sub``
+    alone: two coaches of one subject under two issuers would read each
+    other's balance."""
+    user = await provide_current_user(request, ctx)  # cached by the guard
     async with ctx.factory() as db:
-        found = user_id, await views.coach_balance(db, user_id)
+        found = user.id, await views.coach_balance(db, user.id)
     coach_id, rows = found
     return BalancesOut(
         coach_id=coach_id,
