@@ -252,3 +252,12 @@ def test_settings_refuse_symmetric_algorithms_and_bad_role_maps() -> None:
         load_settings(oidc_role_map="marketplace-coach=root")
     s = load_settings(oidc_role_map="a=coach, b = finance")
     assert s.oidc_roles == {"a": "coach", "b": "finance"}
+
+
+def test_production_wants_the_whole_provider_block_over_https() -> None:
+    s = load_settings(oidc_issuer="https://id.test", oidc_jwks_url="http://id.test/jwks")
+    problems = " ".join(s.production_problems())
+    assert "COACHPAY_OIDC_AUDIENCE: not set" in problems
+    assert "COACHPAY_OIDC_JWKS_URL: must be https" in problems
+    assert "COACHPAY_OIDC_ROLE_MAP: empty" in problems
+    assert "OIDC" not in " ".join(load_settings().production_problems())
