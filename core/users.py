@@ -16,8 +16,9 @@ from sqlalchemy import String, Text, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from core import audit
 from core.db import Base
-from core.errors import Forbidden, InvalidInput
+from core.errors import Forbidden, InvalidInput, NotFound
 
 
 class Role(StrEnum):
@@ -123,15 +124,29 @@ async def provision_user(
     return refreshed
 
 
-async def change_role(db: AsyncSession, *, user_id: int, role: str) -> User:
-    """An admin's decision (the only way a role changes); flushes."""
+class UserNotFound(NotFound):
+    """No user of that id."""
+
+
+async def change_role(
+    db: AsyncSession, *, user_id: int, role: str, actor_user_id: int, now: datetime
+) -> User:
+    """An admin's decision (the only way a role changes), audited; flushes. The
+    user's next token must claim the new role."""
     if role not in ROLES:
         raise InvalidInput(f"unknown role {role!r}", field="role")
-    user = await db.get(User, user_id, with_for_update=True)
+    user = await db.get(User, user_id, with_for_update=True) if 0 < user_id < 2**63 else None
     if user is None:
-        raise InvalidInput("no such user", field="user_id")
-    user.role = role
-    await db.flush()
+        raise UserNotFound("no such user")
+    before = user.role
+    if before != role:
+        user.role = role
+        await db.flush()
+        await audit.record(
+            db, actor_kind="user", actor_user_id=actor_user_id, action="user.role_changed",
+            entity_type="user", entity_id=user.id, at=now, before={"role": before},
+            after={"role": role},
+        )  # fmt: skip
     return user
 
 

@@ -12,6 +12,7 @@ from api.routes import (
     admin_api_keys,
     admin_events,
     admin_payouts,
+    admin_users,
     admin_webhooks,
     booking_history,
     bookings,
@@ -40,5 +41,6 @@ ROUTERS: list[Router] = [
     finance.router,
     admin_events.router,
     admin_api_keys.router,
+    admin_users.router,
     pages.router,
 ]

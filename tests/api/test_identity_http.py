@@ -224,3 +224,26 @@ async def test_hostile_on_behalf_of_is_401(app_client: Client, tokens: Tokens) -
             "/v1/bookings", headers={**_bearer(key), "X-Coachpay-On-Behalf-Of": subject}
         )
         assert r.status_code == 401, r.text
+
+
+async def test_an_admin_changes_a_role_then_only_the_new_role_is_accepted(
+    app_client: Client, tokens: Tokens, clean_engine: AsyncEngine
+) -> None:
+    r = await app_client.get("/v1/bookings", headers=tokens.headers("mentee", "ro"))
+    assert r.status_code == 200, r.text
+    (uid,) = (await _rows(clean_engine, "SELECT id FROM users WHERE sub = 'ro'"))[0]
+    url = f"/v1/admin/users/{uid}"
+    r = await app_client.patch(url, json={"role": "root"}, headers=tokens.headers("admin"))
+    assert r.status_code == 422, r.text
+    r = await app_client.patch(url, json={"role": "coach"}, headers=tokens.headers("admin"))
+    assert r.status_code == 200 and r.json()["role"] == "coach", r.text
+    coach = await app_client.get("/v1/coaches/me/balance", headers=tokens.headers("coach", "ro"))
+    assert coach.status_code == 200 and coach.json()["coach_id"] == uid
+    mentee = await app_client.get("/v1/bookings", headers=tokens.headers("mentee", "ro"))
+    assert mentee.status_code == 403
+    audit = await _rows(clean_engine, "SELECT action FROM audit_log WHERE entity_type = 'user'")
+    assert audit == [("user.role_changed",)]
+    r = await app_client.patch(
+        "/v1/admin/users/0", json={"role": "coach"}, headers=tokens.headers("admin")
+    )
+    assert r.status_code == 404, r.text
