@@ -18,10 +18,10 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.auth import CurrentUser, claims_of, require_role
+from api.auth import CurrentUser, current_user_of, require_role
 from api.context import AppContext
 from core.errors import InvalidInput
-from core.users import Role, provision_user
+from core.users import Role
 
 __all__ = [
     "AppContext",
@@ -66,14 +66,7 @@ async def provide_db(ctx: AppCtx) -> AsyncGenerator[AsyncSession, None]:
 
 
 async def provide_current_user(request: Request[Any, Any, Any], ctx: AppCtx) -> CurrentUser:
-    claims = claims_of(request, ctx.tokens)
-    # Provisioned in a short transaction of its own: the upsert locks the
-    # user's row, which must not be held for the whole request.
-    async with ctx.factory() as session, session.begin():
-        user = await provision_user(
-            session, sub=claims.sub, role=claims.role, email=claims.email, now=ctx.clock.now()
-        )
-    return CurrentUser(id=user.id, sub=user.sub, role=claims.role)
+    return await current_user_of(request, ctx)
 
 
 T = TypeVar("T")

@@ -38,7 +38,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
-from api.auth import claims_of
+from api.auth import aclaims_of, current_user_of
 from core.errors import Forbidden
 from core.inbox_models import OWED
 
@@ -249,8 +249,9 @@ async def metrics_guard(
     secret = token.get_secret_value().encode() if token is not None else None
     if secret is not None and given is not None and hmac.compare_digest(given.encode(), secret):
         return
-    if claims_of(connection, ctx.tokens).role != "admin":
+    if (await aclaims_of(connection, ctx)).role != "admin":
         raise Forbidden("this needs the metrics token or the role admin")
+    await current_user_of(connection, ctx)  # the stored role must agree
 
 
 def source_of(runtime: Runtime) -> MetricsSource:

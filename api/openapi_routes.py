@@ -239,4 +239,16 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         public=True,
         description="Signed with the Connect endpoint's secret (`Stripe-Signature`).",
     ),
+    # identity: API keys and roles
+    ("POST", "/v1/admin/api-keys"): _doc(
+        "Create an API key for the marketplace's backend",
+        *GUARD,
+        "413",
+        "415",
+        "422",
+        description="The key (`cpk_...`) is in this answer only; coachpay keeps its SHA-256.",
+    ),
+    ("GET", "/v1/admin/api-keys"): _doc("List API keys (prefix, roles, last use)", *GUARD),
+    ("DELETE", "/v1/admin/api-keys/{key_id}"): _doc("Revoke an API key", *GUARD, *ID),
+    ("PATCH", "/v1/admin/users/{user_id}"): _doc("Change a user's role", *GUARD, *ID, "413", "415"),
 }

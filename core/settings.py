@@ -127,6 +127,95 @@ class Settings(BaseSettings):
         "(e.g. `10.20.0.0/16`); empty: public addresses only",
     )
 
+    # Identity provider (OIDC access tokens, api/auth.py). All unset: only our
+    # own HS256 tokens. Issuer, audience and JWKS URL go together.
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="the identity provider's issuer (`iss`); its tokens are told apart by it",
+    )
+    oidc_audience: str | None = Field(
+        default=None, description="the `aud` provider tokens must carry (unset: not checked)"
+    )
+    oidc_jwks_url: str | None = Field(
+        default=None, description="the provider's JWKS URL (its public signing keys)"
+    )
+    # Comma-separated; asymmetric only (an HS* name is refused: the JWKS public
+    # key must never serve as an HMAC secret).
+    oidc_algorithms: str = Field(
+        default="RS256,ES256",
+        description="algorithms accepted for provider tokens, comma-separated; asymmetric only",
+    )
+    # The claim holding the provider's role names (a string or a list); a dotted
+    # path reaches into objects (Keycloak: realm_access.roles).
+    oidc_role_claim: str = Field(
+        default="roles",
+        description="the claim with the provider's role names (string or list; dotted path "
+        "into objects, e.g. `realm_access.roles`)",
+    )
+    # provider-role=coachpay-role pairs, comma-separated.
+    oidc_role_map: str = Field(
+        default="",
+        description="provider role = coachpay role pairs, comma-separated "
+        "(`marketplace-coach=coach,marketplace-finance=finance`)",
+    )
+    # Seconds: keys are refetched at most this often on an unknown kid, and
+    # refreshed anyway when older than the lifespan.
+    oidc_jwks_min_refetch_seconds: float = Field(
+        default=30.0, ge=0, le=3600,
+        description="the provider's keys are refetched for an unknown `kid` at most this often",
+    )  # fmt: skip
+    oidc_jwks_lifespan_seconds: float = Field(
+        default=600.0, ge=1, le=86400,
+        description="the provider's keys are refetched when older than this",
+    )  # fmt: skip
+
+    @field_validator("oidc_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, v: str) -> str:
+        names = [a.strip() for a in v.split(",") if a.strip()]
+        allowed = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384",
+                   "PS512", "EdDSA"}  # fmt: skip
+        bad = [a for a in names if a not in allowed]
+        if bad or not names:
+            raise ValueError(f"only asymmetric algorithms ({', '.join(sorted(allowed))})")
+        return ",".join(names)
+
+    @field_validator("oidc_role_map")
+    @classmethod
+    def _role_map(cls, v: str) -> str:
+        for pair in filter(None, (p.strip() for p in v.split(","))):
+            name, sep, role = pair.partition("=")
+            if not sep or not name.strip() or role.strip() not in (
+                "mentee", "coach", "finance", "admin"
+            ):  # fmt: skip
+                raise ValueError(f"{pair!r}: expected provider-role=mentee|coach|finance|admin")
+        return v
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_jwks_url)
+
+    def oidc_problems(self) -> list[str]:
+        """Production checks of the provider block (production_problems)."""
+        set_ = [n for n in ("issuer", "jwks_url", "audience") if getattr(self, f"oidc_{n}")]
+        if not set_:
+            return []
+        problems = [
+            f"COACHPAY_OIDC_{n.upper()}: not set (the provider's settings go together)"
+            for n in ("issuer", "jwks_url", "audience")
+            if n not in set_
+        ]
+        if self.oidc_jwks_url and urlsplit(self.oidc_jwks_url).scheme.lower() != "https":
+            problems.append("COACHPAY_OIDC_JWKS_URL: must be https")
+        if not self.oidc_roles:
+            problems.append("COACHPAY_OIDC_ROLE_MAP: empty (no provider token would get a role)")
+        return problems
+
+    @property
+    def oidc_roles(self) -> dict[str, str]:
+        pairs = (p.partition("=") for p in self.oidc_role_map.split(",") if p.strip())
+        return {name.strip(): role.strip() for name, _, role in pairs}
+
     ledger_hot_slots: int = Field(default=16, ge=1, le=256)
     log_level: str = "INFO"
 
@@ -220,6 +309,7 @@ class Settings(BaseSettings):
             problems.append("COACHPAY_STRIPE_SECRET_KEY: not set (the Stripe emulator would run)")
         if not self.database_url:
             problems.append("COACHPAY_DATABASE_URL: not set (the embedded database would run)")
+        problems.extend(self.oidc_problems())
         if urlsplit(self.public_url).scheme.lower() != "https":
             problems.append(
                 "COACHPAY_PUBLIC_URL: must be https (the session cookie is sent over it)"

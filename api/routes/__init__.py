@@ -9,8 +9,10 @@ from litestar import Router
 
 from api.routes import (
     admin,
+    admin_api_keys,
     admin_events,
     admin_payouts,
+    admin_users,
     admin_webhooks,
     booking_history,
     bookings,
@@ -40,5 +42,7 @@ ROUTERS: list[Router] = [
     admin_webhooks.router,
     finance.router,
     admin_events.router,
+    admin_api_keys.router,
+    admin_users.router,
     pages.router,
 ]

@@ -84,7 +84,7 @@ SAME_ORIGIN_FORM = {BODY_TYPES: (JSON, *FORM_TYPES), ORIGIN_ONLY: True}
 async def sign_in(request: Request[Any, Any, Any], ctx: AppCtx) -> Response[Any]:
     """Validate a token (form field or JSON ``{"token"}``) and keep it in an HttpOnly cookie."""
     data, is_form = await _session_request(request)
-    claims = ctx.tokens.verify(data.token)
+    claims = await ctx.tokens.averify(data.token)
     cookies = _cookies(ctx, data.token, ctx.settings.jwt_ttl_minutes * 60)
     if is_form:
         return Redirect(_safe_next(data.next), status_code=303, cookies=cookies)

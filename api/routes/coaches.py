@@ -140,9 +140,11 @@ async def onboarding_return(
     )
     if "application/json" in request.headers.get("accept", ""):
         return Response(account_out(view), media_type=MediaType.JSON)
-    viewer = viewer_of(request, ctx)
+    viewer = await viewer_of(request, ctx)
     if viewer is not None and viewer.role == Role.COACH:
-        user = await provision_user(db, sub=viewer.sub, role=viewer.role, now=ctx.clock.now())
+        user = await provision_user(
+            db, issuer=viewer.issuer, sub=viewer.sub, role=viewer.role, now=ctx.clock.now()
+        )
         if user.id == view.coach_id:
             return Redirect("/coach?onboarding=return", status_code=303)
     return render(

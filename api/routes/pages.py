@@ -41,7 +41,7 @@ async def index(
     ctx: AppCtx,
     next: Annotated[str | None, QueryParameter()] = None,
 ) -> Response[str]:
-    return render("signin.html", viewer=viewer_of(request, ctx), next_url=_safe_next(next))
+    return render("signin.html", viewer=await viewer_of(request, ctx), next_url=_safe_next(next))
 
 
 def sign_in_failed(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

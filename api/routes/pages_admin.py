@@ -56,7 +56,7 @@ async def admin_page(
     db: DbSession,
     log: Annotated[str | None, QueryParameter(name="log", max_length=20)] = None,
 ) -> PageResponse:
-    viewer = viewer_of(request, ctx)
+    viewer = await viewer_of(request, ctx)
     if viewer is None:
         return to_signin(request)
     if viewer.role != "admin":

@@ -17,7 +17,7 @@ from litestar import MediaType, Request, Response
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect
 
-from api.auth import AuthenticationFailed, Claims, claims_of
+from api.auth import AuthenticationFailed, Claims, aclaims_of, current_user_of
 from api.context import AppContext
 from api.finance_views import display_amount
 
@@ -61,11 +61,15 @@ def render(name: str, code: int = 200, **context: Any) -> Response[str]:
     return Response(html, media_type=MediaType.HTML, status_code=code)
 
 
-def viewer_of(request: Request[Any, Any, Any], ctx: AppContext) -> Claims | None:
+async def viewer_of(request: Request[Any, Any, Any], ctx: AppContext) -> Claims | None:
+    """The signed-in viewer, or None. Their stored role must be the one claimed
+    (api.auth.current_user_of: a known user's role is fixed)."""
     try:
-        return claims_of(request, ctx.tokens)
+        claims = await aclaims_of(request, ctx)
+        await current_user_of(request, ctx)
     except AuthenticationFailed:
         return None
+    return claims
 
 
 def to_signin(request: Request[Any, Any, Any]) -> Redirect:

@@ -85,7 +85,7 @@ async def coach_page(
     end: To = None,
     onboarding: Q = None,
 ) -> PageResponse:
-    viewer = viewer_of(request, ctx)
+    viewer = await viewer_of(request, ctx)
     if viewer is None:
         return to_signin(request)
     if viewer.role not in ("coach", "finance", "admin"):
@@ -97,7 +97,9 @@ async def coach_page(
         return invalid(viewer, f"{exc.field}: {exc.detail}")
     own = viewer.role == "coach"
     if own:
-        user = await provision_user(db, sub=viewer.sub, role=viewer.role, now=ctx.clock.now())
+        user = await provision_user(
+            db, issuer=viewer.issuer, sub=viewer.sub, role=viewer.role, now=ctx.clock.now()
+        )
         who = user.id
     elif coach_id in (None, ""):
         return render("coach_list.html", viewer=viewer, coaches=await cq.coach_list(db))

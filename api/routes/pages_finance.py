@@ -79,7 +79,7 @@ async def finance_page(
     group: Q = None,
     before: Cursor = None,
 ) -> PageResponse:
-    viewer = viewer_of(request, ctx)
+    viewer = await viewer_of(request, ctx)
     if viewer is None:
         return to_signin(request)
     if viewer.role not in ("finance", "admin"):

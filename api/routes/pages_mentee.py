@@ -68,7 +68,7 @@ async def _held(db: DbSession, mentee_id: int, session_ids: list[int]) -> dict[i
 async def sessions_page(
     request: Request[Any, Any, Any], ctx: AppCtx, db: DbSession, offset: Offset = 0
 ) -> PageResponse:
-    viewer = viewer_of(request, ctx)
+    viewer = await viewer_of(request, ctx)
     if viewer is None:
         return to_signin(request)
     views = await list_sessions(db, clock=ctx.clock, limit=SESSION_ROWS + 1, offset=offset)
@@ -76,7 +76,9 @@ async def sessions_page(
     views = views[:SESSION_ROWS]
     held: dict[int, int] = {}
     if viewer.role == "mentee":
-        me = await provision_user(db, sub=viewer.sub, role=viewer.role, now=ctx.clock.now())
+        me = await provision_user(
+            db, issuer=viewer.issuer, sub=viewer.sub, role=viewer.role, now=ctx.clock.now()
+        )
         held = await _held(db, me.id, [v.session.id for v in views])
     return render(
         "sessions.html",
@@ -95,12 +97,14 @@ async def sessions_page(
 async def bookings_page(
     request: Request[Any, Any, Any], ctx: AppCtx, db: DbSession
 ) -> PageResponse:
-    viewer = viewer_of(request, ctx)
+    viewer = await viewer_of(request, ctx)
     if viewer is None:
         return to_signin(request)
     if viewer.role != "mentee":
         return forbidden(viewer, "This page lists a mentee's own bookings.")
-    me = await provision_user(db, sub=viewer.sub, role=viewer.role, now=ctx.clock.now())
+    me = await provision_user(
+        db, issuer=viewer.issuer, sub=viewer.sub, role=viewer.role, now=ctx.clock.now()
+    )
     upcoming, past = await list_bookings(db, mentee_id=me.id, clock=ctx.clock)
     coaches = await _names(db, {v.session.coach_id for v in [*upcoming, *past]})
     return render(
@@ -121,10 +125,12 @@ async def booking_page(
     booking_id: Id,
     checkout: Checkout = None,
 ) -> PageResponse:
-    viewer = viewer_of(request, ctx)
+    viewer = await viewer_of(request, ctx)
     if viewer is None:
         return to_signin(request)
-    me = await provision_user(db, sub=viewer.sub, role=viewer.role, now=ctx.clock.now())
+    me = await provision_user(
+        db, issuer=viewer.issuer, sub=viewer.sub, role=viewer.role, now=ctx.clock.now()
+    )
     try:
         rec = await readable_booking(db, booking_id, viewer_id=me.id, role=viewer.role)
     except BookingNotFound:

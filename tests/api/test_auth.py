@@ -139,15 +139,20 @@ async def test_concurrent_first_sight_makes_one_user(
     assert count == 1
 
 
-async def test_role_change_in_token_updates_user(
+async def test_token_claiming_another_role_is_refused(
     app_client: AsyncTestClient[Litestar], tokens: Tokens, clean_engine: AsyncEngine
 ) -> None:
+    """A user's role is fixed when first seen: a mentee's subject minted as a coach
+    (or an admin) is refused, and the stored role stays."""
     a = await app_client.get("/test/whoami", headers=tokens.headers(Role.MENTEE, "u1"))
-    b = await app_client.get("/test/whoami", headers=tokens.headers(Role.COACH, "u1"))
-    assert a.json()["id"] == b.json()["id"]
+    assert a.status_code == 200
+    for role in (Role.COACH, Role.ADMIN):
+        b = await app_client.get("/test/whoami", headers=tokens.headers(role, "u1"))
+        assert b.status_code == 403, b.text
+        assert "mentee" in b.json()["detail"]
     async with clean_engine.connect() as conn:
-        role = (await conn.execute(text("SELECT role FROM users WHERE sub='u1'"))).scalar_one()
-    assert role == "coach"
+        rows = (await conn.execute(text("SELECT issuer, role FROM users WHERE sub='u1'"))).all()
+    assert [tuple(r) for r in rows] == [("coachpay", "mentee")]
 
 
 async def test_session_cookie_sign_in_and_out(

@@ -253,14 +253,14 @@ async def test_admin_actions_on_what_does_not_exist_or_by_others(
 async def test_a_database_that_is_away_is_a_503_not_a_500(
     app_client: Client, tokens: Tokens, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from psycopg_pool import PoolTimeout
+    import sqlalchemy.exc
 
-    from core.rawpool import RawPool
+    from payouts import views
 
-    async def away(self: RawPool, sql: str, params: object) -> list[object]:
-        raise PoolTimeout("couldn't get a connection after 10.00 sec")
+    async def away(*args: object, **kwargs: object) -> list[object]:
+        raise sqlalchemy.exc.TimeoutError("QueuePool limit reached, connection timed out")
 
-    monkeypatch.setattr(RawPool, "fetch", away)
+    monkeypatch.setattr(views, "coach_balance", away)
     r = await app_client.get("/v1/coaches/me/balance", headers=tokens.headers("coach"))
     assert r.status_code == 503, r.text
     assert r.json() == {

@@ -60,8 +60,17 @@ def emulator() -> Iterator[EmulatorServer]:
 
 
 @pytest.fixture(scope="module")
-def system_settings(commit_db_url: str, emulator: EmulatorServer) -> Settings:
+def identity_settings() -> dict[str, Any]:
+    """Extra settings (a module using provider tokens sets the OIDC ones)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def system_settings(
+    commit_db_url: str, emulator: EmulatorServer, identity_settings: dict[str, Any]
+) -> Settings:
     return load_settings(
+        **identity_settings,
         database_url=commit_db_url,
         stripe_secret_key="sk_test_system",
         stripe_api_base=emulator.base_url,
@@ -242,8 +251,15 @@ async def snapshot(world: World) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def world_tokens(system_settings: Settings) -> Tokens:
+    """Who signs the callers' tokens: coachpay (HS256) here, the provider in
+    test_role_matrix_provider.py."""
+    return Tokens(system_settings)
+
+
+@pytest.fixture(scope="module")
 async def world(
-    system_settings: Settings, emulator: EmulatorServer, commit_db_url: str
+    system_settings: Settings, emulator: EmulatorServer, commit_db_url: str, world_tokens: Tokens
 ) -> AsyncIterator[World]:
     engine = create_engine(commit_db_url, pool_size=5)
     await truncate_all(engine)
@@ -255,7 +271,7 @@ async def world(
     await runtime.start()
     app = create_app(system_settings, runtime=runtime)
     async with AsyncTestClient(app=app, base_url=BASE_URL) as client:
-        tokens = Tokens(system_settings)
+        tokens = world_tokens
         w = World(
             client=client,
             engine=engine,

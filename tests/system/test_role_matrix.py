@@ -151,6 +151,12 @@ TABLE: dict[str, Rule] = {
     ),
     "GET /v1/admin/events/endpoints/{endpoint_id}/attempts": rule(A, obj="missing"),
     "POST /v1/admin/events/endpoints/{endpoint_id}/replay": rule(A, obj="missing", body="empty"),
+    # Server-to-server API keys: admins only.
+    "POST /v1/admin/api-keys": rule(A, body="api_key"),
+    "GET /v1/admin/api-keys": rule(A),
+    "DELETE /v1/admin/api-keys/{key_id}": rule(A, obj="missing"),
+    # A user's role (fixed at first sight otherwise): admins only; user 0 does not exist.
+    "PATCH /v1/admin/users/{user_id}": rule(A, obj="missing", body="role"),
 }
 
 
@@ -229,6 +235,8 @@ def _body(world: World, name: str | None, role: str | None) -> Any:
         },
         "refund": {"amount": 100},
         "reason": {"reason": "role matrix"},
+        "api_key": {"name": "role matrix", "roles": ["mentee"]},
+        "role": {"role": "coach"},
     }[name]
 
 
