@@ -7,7 +7,8 @@ from pathlib import Path
 
 from scripts.state_diagrams import MACHINES, diagram, diagrams
 
-DESIGN = Path(__file__).resolve().parents[2] / "docs" / "design.md"
+ROOT = Path(__file__).resolve().parents[2]
+DESIGN = ROOT / "docs" / "design.md"
 
 
 def test_design_doc_diagrams_are_the_generated_ones() -> None:
@@ -15,6 +16,12 @@ def test_design_doc_diagrams_are_the_generated_ones() -> None:
     in_doc = re.findall(r"```mermaid\n.*?```", text, flags=re.S)
     # Every machine's block appears verbatim, and no stale hand-drawn block is left.
     assert sorted(in_doc) == sorted(diagrams().values())
+
+
+def test_the_readme_shows_the_generated_diagrams() -> None:
+    text = (ROOT / "README.md").read_text()
+    in_readme = re.findall(r"```mermaid\n.*?```", text, flags=re.S)
+    assert sorted(in_readme) == sorted(diagrams().values())
 
 
 def test_a_diagram_has_every_edge_of_its_table() -> None:
