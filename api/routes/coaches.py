@@ -16,11 +16,12 @@ from litestar import MediaType, Request, Response, Router, get, post
 from litestar.params import QueryParameter
 from litestar.response import Redirect
 
-from api.deps import AppCtx, AuthUser, DbSession, read_json, require_role
+from api.deps import AppContext, AppCtx, AuthUser, DbSession, read_json, require_role
 from api.openapi_errors import REQUEST_BODY
 from api.routes.pages_base import render, viewer_of
 from api.routes.pages_coach import STATUS_TEXT
 from connect import service
+from core.stripe_gateway import StripeGateway
 from core.users import Role, provision_user
 
 MAX_BODY_BYTES = 4 * 1024
@@ -111,7 +112,7 @@ async def start_onboarding(
     link = await service.start_onboarding(
         db,
         coach_id=current_user.id,
-        gateway=ctx.gateway,
+        gateway=gateway_under_lock(ctx),
         settings=ctx.settings,
         now=now,
         country=data.country,
@@ -119,11 +120,18 @@ async def start_onboarding(
     return _onboarding_out(link)
 
 
+def gateway_under_lock(ctx: AppContext) -> StripeGateway:
+    """The short-timeout, no-retry gateway: onboarding holds the coach's profile row
+    lock across its Stripe calls (one account per coach), so a slow Stripe must fail
+    fast (503, the retry replays the same idempotency key) rather than hold the lock."""
+    return ctx.probe_gateway or ctx.gateway
+
+
 @get("/coaches/me/onboarding/refresh", status_code=303)
 async def refresh_onboarding(db: DbSession, ctx: AppCtx, token: LinkToken = None) -> Redirect:
     """Stripe's ``refresh_url``: the old link expired or was used; send the browser to a new one."""
     link = await service.refresh_onboarding(
-        db, token=token, gateway=ctx.gateway, settings=ctx.settings, now=ctx.clock.now()
+        db, token=token, gateway=gateway_under_lock(ctx), settings=ctx.settings, now=ctx.clock.now()
     )
     return Redirect(link.url, status_code=303)
 
@@ -136,7 +144,7 @@ async def onboarding_return(
     client asks for it). A browser signed in as this coach goes on to the coach page;
     one without the session (another device) gets the status on a page of its own."""
     view = await service.complete_return(
-        db, token=token, gateway=ctx.gateway, settings=ctx.settings, now=ctx.clock.now()
+        db, token=token, gateway=gateway_under_lock(ctx), settings=ctx.settings, now=ctx.clock.now()
     )
     if "application/json" in request.headers.get("accept", ""):
         return Response(account_out(view), media_type=MediaType.JSON)

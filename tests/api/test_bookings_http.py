@@ -806,3 +806,33 @@ async def test_a_booking_retried_after_stripe_s_answer_was_lost_is_the_same_book
     assert made == [retried["checkout_session_id"]]
     row = await booking_row(client, retried["id"], me)
     assert row["status"] == "pending" and row["checkout_url"] == retried["checkout_url"]
+
+
+async def test_onboarding_holds_its_lock_over_a_stripe_call_without_retries(
+    client: Client, stripe: Stripe, tokens: Tokens
+) -> None:
+    """The profile row is locked across the account creation: a failing Stripe answers
+    503 at once (no retry under the lock); the caller's retry makes the one account."""
+    coach_headers = tokens.headers("coach", sub="coach-lock-no-retry")
+    before = stripe.emulator.control("GET", "stats")["requests"].get("POST /v1/accounts", 0)
+    stripe.emulator.control(
+        "POST", "faults/next", {"path_prefix": "/v1/accounts", "method": "POST", "faults": ["500"]}
+    )
+    first = await client.post(
+        "/v1/coaches/me/onboarding", json={"country": "US"}, headers=coach_headers
+    )
+    assert first.status_code == 503, first.text
+    made = stripe.emulator.control("GET", "stats")["requests"].get("POST /v1/accounts", 0)
+    assert made - before == 1  # the default gateway would have retried under the lock
+    again = await client.post(
+        "/v1/coaches/me/onboarding", json={"country": "US"}, headers=coach_headers
+    )
+    assert again.status_code == 200, again.text
+    with stripe.emulator.state.lock:
+        mine = [
+            a
+            for a in stripe.emulator.state.accounts.values()
+            if a.get("metadata", {}).get("coach_id") == str(again.json().get("coach_id", ""))
+            or a["id"] == again.json()["stripe_account_id"]
+        ]
+    assert len(mine) == 1
