@@ -813,14 +813,27 @@ async def test_onboarding_holds_its_lock_over_a_stripe_call_without_retries(
 ) -> None:
     """The profile row is locked across the account creation: a failing Stripe answers
     503 at once (no retry under the lock); the caller's retry makes the one account."""
+    import dataclasses
+
+    from core.stripe_gateway import StripeGateway
+
     coach_headers = tokens.headers("coach", sub="coach-lock-no-retry")
     before = stripe.emulator.control("GET", "stats")["requests"].get("POST /v1/accounts", 0)
     stripe.emulator.control(
         "POST", "faults/next", {"path_prefix": "/v1/accounts", "method": "POST", "faults": ["500"]}
     )
-    first = await client.post(
-        "/v1/coaches/me/onboarding", json={"country": "US"}, headers=coach_headers
-    )
+    # The app's everyday gateway retries, as a deployment's does (these tests run with none).
+    state = client.app.state  # type: ignore[attr-defined]
+    ctx = state["ctx"]
+    retrying = StripeGateway("sk_test_emulator", api_base=stripe.emulator.base_url, max_retries=3)
+    state["ctx"] = dataclasses.replace(ctx, gateway=retrying)
+    try:
+        first = await client.post(
+            "/v1/coaches/me/onboarding", json={"country": "US"}, headers=coach_headers
+        )
+    finally:
+        state["ctx"] = ctx
+        await retrying.aclose()
     assert first.status_code == 503, first.text
     made = stripe.emulator.control("GET", "stats")["requests"].get("POST /v1/accounts", 0)
     assert made - before == 1  # the default gateway would have retried under the lock
