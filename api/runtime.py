@@ -9,6 +9,7 @@ worker and the CLI commands all use one Runtime, so they share one code path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from typing import Any
@@ -298,7 +299,11 @@ class Runtime:
                 self._reads = None
             for gw in (self._gateway if self._owns_gateway else None, self.probe_gateway):
                 if gw is not None:
-                    await gw.aclose()
+                    # Pooled connections opened on another event loop (a test client's,
+                    # or an app served on a loop that has ended) cannot be closed from
+                    # this one; the process lets them go with that loop.
+                    with contextlib.suppress(RuntimeError):
+                        await gw.aclose()
             if self._owns_gateway:
                 self._gateway = None
             if self.engine is not None:
