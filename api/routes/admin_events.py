@@ -18,7 +18,7 @@ import msgspec
 from litestar import Request, Router, get, patch, post
 from litestar.params import Parameter, QueryParameter
 
-from api.deps import AppCtx, AuthUser, DbSession, require_role
+from api.deps import AppCtx, AuthUser, DbSession, read_json, require_role
 from api.openapi_errors import REQUEST_BODY
 from core.errors import InvalidInput
 from core.outbox import catalog, endpoints, events, health
@@ -118,17 +118,9 @@ def _out(ep: Endpoint) -> EndpointOut:
 
 
 async def _decode(request: Request[Any, Any, Any], kind: type[Any], *, empty_ok: bool) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        if empty_ok:
-            return kind()
+    if not empty_ok and not (await request.body()).strip():
         raise InvalidInput("request body: a JSON object is needed")
-    try:
-        return msgspec.json.decode(raw, type=kind, strict=True)
-    except msgspec.ValidationError as exc:
-        raise InvalidInput(f"request body: {exc}") from None
-    except msgspec.DecodeError:
-        raise InvalidInput("request body is not valid JSON") from None
+    return await read_json(request, kind)  # the one decoder (invalid UTF-8 included)
 
 
 def _int(value: str | None, name: str, *, lo: int, hi: int, default: int | None) -> int | None:
